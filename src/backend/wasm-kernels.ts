@@ -1,0 +1,161 @@
+/**
+ * Training kernels for the wasm backend, composed from kernels wasm already has.
+ *
+ * tfjs-backend-wasm 4.22.0 ships no `Conv2DBackpropFilter` (any conv training fails) and a
+ * `Conv2DBackpropInput` about 10x slower than a `Conv2D` of the same size. Both gradients are
+ * convolutions themselves, so we express them as wasm `Conv2D` calls on transposed / padded /
+ * flipped operands:
+ *
+ *   dW = conv2d(transpose(pad(x)) as [Cin,Hp,Wp,B], transpose(dy) as [Ho,Wo,B,Cout],
+ *               stride 1, dilation = forward stride), sliced to [kh,kw] and transposed back.
+ *   dx = conv2d(pad(dilate(dy, stride)), flip(W) with in/out channels swapped, stride 1).
+ *
+ * Inside a kernel we call other kernels' kernelFuncs on the same backend and free every
+ * intermediate with `backend.disposeData` (wrapping TensorInfos in Tensors would corrupt the
+ * engine's bookkeeping).
+ */
+import { tf } from './tf.js';
+
+type TensorInfo = { dataId: object; shape: number[]; dtype: string };
+type Backend = { disposeData(dataId: object, force?: boolean): boolean };
+type KernelArgs = { inputs: Record<string, TensorInfo>; attrs: Record<string, unknown>; backend: Backend };
+type KernelFn = (args: { inputs: Record<string, TensorInfo>; attrs?: Record<string, unknown>; backend: Backend }) => TensorInfo;
+
+function kernel(name: string): KernelFn {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`wasm kernel ${name} is not registered`);
+  return k.kernelFunc as unknown as KernelFn;
+}
+
+type ConvAttrs = {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+};
+
+function checkNHWC(attrs: ConvAttrs): void {
+  if (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC') {
+    throw new Error(`advpurify wasm conv gradients support NHWC only, got ${attrs.dataFormat}`);
+  }
+}
+
+/** Scope that frees every intermediate TensorInfo it made, except the one returned. */
+function scoped(backend: Backend, body: (keep: (t: TensorInfo) => TensorInfo) => TensorInfo): TensorInfo {
+  const made: TensorInfo[] = [];
+  const keep = (t: TensorInfo): TensorInfo => {
+    made.push(t);
+    return t;
+  };
+  const out = body(keep);
+  for (const t of made) if (t !== out) backend.disposeData(t.dataId);
+  return out;
+}
+
+export function conv2DBackpropFilterWasm({ inputs, attrs, backend }: KernelArgs): TensorInfo {
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
+  checkNHWC(a);
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
+  const { top, bottom, left, right } = info.padInfo;
+  const [kh, kw, cin, cout] = a.filterShape;
+  const pad = kernel('PadV2');
+  const transpose = kernel('Transpose');
+  const conv = kernel('Conv2D');
+  const slice = kernel('Slice');
+  return scoped(backend, (keep) => {
+    let xp = x;
+    if (top || bottom || left || right) {
+      xp = keep(pad({ inputs: { x }, attrs: { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 }, backend }));
+    }
+    const xT = keep(transpose({ inputs: { x: xp }, attrs: { perm: [3, 1, 2, 0] }, backend }));
+    const dyT = keep(transpose({ inputs: { x: dy }, attrs: { perm: [1, 2, 0, 3] }, backend }));
+    const full = keep(conv({
+      inputs: { x: xT, filter: dyT },
+      attrs: { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: [info.strideHeight, info.strideWidth] },
+      backend,
+    }));
+    let cut = full;
+    if (full.shape[1] !== kh || full.shape[2] !== kw) {
+      cut = keep(slice({ inputs: { x: full }, attrs: { begin: [0, 0, 0, 0], size: [cin, kh, kw, cout] }, backend }));
+    }
+    return keep(transpose({ inputs: { x: cut }, attrs: { perm: [1, 2, 0, 3] }, backend }));
+  });
+}
+
+export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs): TensorInfo {
+  const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+  const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+  checkNHWC(a);
+  const [kh, kw] = filter.shape as [number, number, number, number];
+  const info = tf.backend_util.computeConv2DInfo(
+    a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode);
+  const { strideHeight: sh, strideWidth: sw } = info;
+  const [b, ho, wo, cout] = dy.shape as [number, number, number, number];
+  const [, hIn, wIn] = a.inputShape;
+  const pad = kernel('PadV2');
+  const reshape = kernel('Reshape');
+  const reverse = kernel('Reverse');
+  const transpose = kernel('Transpose');
+  const conv = kernel('Conv2D');
+  const slice = kernel('Slice');
+  return scoped(backend, (keep) => {
+    // 1. Dilate dy with stride-1 zeros between its samples: [B, (Ho-1)*sh+1, (Wo-1)*sw+1, Cout].
+    let dyd = dy;
+    let hd = ho;
+    let wd = wo;
+    if (sh > 1 || sw > 1) {
+      const r6 = keep(reshape({ inputs: { x: dy }, attrs: { shape: [b, ho, 1, wo, 1, cout] }, backend }));
+      const p6 = keep(pad({
+        inputs: { x: r6 },
+        attrs: { paddings: [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]], constantValue: 0 },
+        backend,
+      }));
+      const r4 = keep(reshape({ inputs: { x: p6 }, attrs: { shape: [b, ho * sh, wo * sw, cout] }, backend }));
+      hd = (ho - 1) * sh + 1;
+      wd = (wo - 1) * sw + 1;
+      dyd = keep(slice({ inputs: { x: r4 }, attrs: { begin: [0, 0, 0, 0], size: [b, hd, wd, cout] }, backend }));
+    }
+    // 2. Pad so that a stride-1 valid conv with a kh x kw filter yields exactly [hIn, wIn].
+    const pt = kh - 1 - info.padInfo.top;
+    const pl = kw - 1 - info.padInfo.left;
+    const pb = hIn + kh - 1 - pt - hd;
+    const pr = wIn + kw - 1 - pl - wd;
+    const padAmt = [[0, 0], [Math.max(pt, 0), Math.max(pb, 0)], [Math.max(pl, 0), Math.max(pr, 0)], [0, 0]];
+    let dyp = dyd;
+    if (padAmt.some(([p, q]) => p > 0 || q > 0)) {
+      dyp = keep(pad({ inputs: { x: dyd }, attrs: { paddings: padAmt, constantValue: 0 }, backend }));
+    }
+    if (pt < 0 || pl < 0 || pb < 0 || pr < 0) {
+      const t0 = Math.max(-pt, 0);
+      const l0 = Math.max(-pl, 0);
+      const hNeed = hIn + kh - 1;
+      const wNeed = wIn + kw - 1;
+      dyp = keep(slice({ inputs: { x: dyp }, attrs: { begin: [0, t0, l0, 0], size: [b, hNeed, wNeed, cout] }, backend }));
+    }
+    // 3. Flip the filter spatially and swap its channel axes: [kh, kw, Cout, Cin].
+    const flipped = keep(reverse({ inputs: { x: filter }, attrs: { dims: [0, 1] }, backend }));
+    const wT = keep(transpose({ inputs: { x: flipped }, attrs: { perm: [0, 1, 3, 2] }, backend }));
+    return keep(conv({
+      inputs: { x: dyp, filter: wT },
+      attrs: { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1 },
+      backend,
+    }));
+  });
+}
+
+let registered = false;
+
+/** Register (or replace) the wasm training kernels. Idempotent. */
+export function registerWasmTrainingKernels(): void {
+  if (registered) return;
+  for (const [name, fn] of [
+    ['Conv2DBackpropFilter', conv2DBackpropFilterWasm],
+    ['Conv2DBackpropInput', conv2DBackpropInputWasm],
+  ] as const) {
+    if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
+  }
+  registered = true;
+}

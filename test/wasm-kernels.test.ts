@@ -1,0 +1,85 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import { tf } from '../src/backend/index.js';
+import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels.js';
+
+type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
+
+const cases: Case[] = [
+  { b: 3, h: 9, w: 9, cin: 4, cout: 5, k: 3, s: 1, pad: 'same' },
+  { b: 3, h: 9, w: 9, cin: 4, cout: 5, k: 3, s: 1, pad: 'valid' },
+  { b: 2, h: 10, w: 10, cin: 3, cout: 6, k: 3, s: 2, pad: 'same' },
+  { b: 2, h: 11, w: 11, cin: 3, cout: 6, k: 3, s: 2, pad: 'same' },
+  { b: 2, h: 10, w: 10, cin: 3, cout: 6, k: 3, s: 2, pad: 'valid' },
+  { b: 2, h: 11, w: 11, cin: 3, cout: 6, k: 3, s: 2, pad: 'valid' },
+  { b: 2, h: 8, w: 8, cin: 5, cout: 2, k: 1, s: 1, pad: 'same' },
+  { b: 2, h: 14, w: 14, cin: 4, cout: 4, k: 4, s: 2, pad: 'same' },
+];
+
+function grads(c: Case, backend: string, x: Float32Array, wv: Float32Array, dyv: Float32Array) {
+  const prev = tf.getBackend();
+  tf.setBackend(backend);
+  const out = tf.tidy(() => {
+    const xt = tf.tensor4d(x, [c.b, c.h, c.w, c.cin]);
+    const wt = tf.tensor4d(wv, [c.k, c.k, c.cin, c.cout]);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.s, c.pad);
+    const dy = tf.tensor(dyv, f(xt, wt).shape);
+    // d/dx and d/dw of sum(conv(x, w) * dy) are exactly Conv2DBackpropInput and Conv2DBackpropFilter of dy.
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a, b).mul(dy).sum())([xt, wt]);
+    return { dw: dw.dataSync().slice(), dx: dx.dataSync().slice() };
+  });
+  tf.setBackend(prev);
+  return out;
+}
+
+function maxRelErr(a: Float32Array, b: Float32Array): number {
+  let maxAbs = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return maxAbs / Math.max(scale, 1e-12);
+}
+
+describe('wasm training kernels match the cpu backend', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    registerWasmTrainingKernels();
+  });
+
+  for (const c of cases) {
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}`, () => {
+      const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+      const x = rnd(c.b * c.h * c.w * c.cin);
+      const wv = rnd(c.k * c.k * c.cin * c.cout);
+      const yShape = tf.tidy(() => tf.conv2d(tf.zeros([c.b, c.h, c.w, c.cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.cin, c.cout]) as tf.Tensor4D, c.s, c.pad).shape);
+      const dyv = rnd(yShape.reduce((p, q) => p * q, 1));
+      const before = tf.memory().numTensors;
+      const ref = grads(c, 'cpu', x, wv, dyv);
+      const got = grads(c, 'wasm', x, wv, dyv);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(got.dw.length).toBe(ref.dw.length);
+      expect(got.dx.length).toBe(ref.dx.length);
+      expect(maxRelErr(got.dw, ref.dw)).toBeLessThan(1e-4);
+      expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('trains a conv layer end to end (gradient through fused conv + relu)', () => {
+    const opt = tf.train.sgd(0.5);
+    const before = tf.memory().numTensors;
+    const w0 = tf.randomNormal([3, 3, 1, 4], 0, 0.3, 'float32', 1);
+    const w = tf.variable(w0);
+    w0.dispose();
+    const x = tf.randomUniform([4, 8, 8, 1], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const loss = () => tf.tidy(() => tf.fused.conv2d({ x, filter: w as unknown as tf.Tensor4D, strides: 2, pad: 'same', activation: 'relu' }).square().mean() as tf.Scalar);
+    const value = () => { const t = loss(); const v = t.dataSync()[0]; t.dispose(); return v; };
+    const l0 = value();
+    for (let i = 0; i < 10; i++) tf.dispose(opt.minimize(loss, true));
+    const l1 = value();
+    expect(l1).toBeLessThan(l0);
+    tf.dispose([w, x]);
+    expect(tf.memory().numTensors).toBe(before);
+    opt.dispose();
+  });
+});
