@@ -269,6 +269,25 @@ describe('bases', () => {
     }
   });
 
+  it('denoisedBase with the DDPM sampler walks the respaced steps and leaks nothing', () => {
+    const ts: number[] = [];
+    const eps = (xt: Tensor4D, t: tf.Tensor1D) => {
+      ts.push(t.dataSync()[0]);
+      return tf.zerosLike(xt);
+    };
+    const base = denoisedBase(diffusion, eps, (x) => x.reshape([x.shape[0], -1]) as tf.Tensor2D, { sigma: 0.25, steps: 3, sampler: 'ddpm', seed: 1 });
+    const xNoisy = tf.tensor4d([0.2, 0.4, 0.6, 0.8], [2, 1, 2, 1]);
+    const before = tf.memory().numTensors;
+    const out = base(xNoisy) as tf.Tensor;
+    expect(out.shape).toEqual([2, 2]);
+    expect(Math.min(...out.dataSync())).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...out.dataSync())).toBeLessThanOrEqual(1);
+    out.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    xNoisy.dispose();
+    expect(ts).toEqual(diffusion.respace(base.tStar, 3));
+  });
+
   it('noisyBase classifies x + delta itself', () => {
     const base = noisyBase((x) => x.reshape([x.shape[0], -1]) as tf.Tensor2D);
     const z = tf.tensor4d([0.1, 0.9], [2, 1, 1, 1]);

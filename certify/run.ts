@@ -1,0 +1,182 @@
+/**
+ * The harness behind `advpurify certify` (locuslab/smoothing `certify.py` + `analyze.py`): for every base
+ * and sigma, CERTIFY each chosen test image, append one row per image to a TSV log (resuming a run skips
+ * the indices already logged), then write the certified-accuracy table (Markdown + JSON) and an SVG curve.
+ *
+ * Each image's noise seed is a hash of (run seed, base, sigma, index), so a row does not depend on the order
+ * of images, on resumption, or on how index ranges are split between workers (`certifyImages` per range).
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf } from '../src/backend/index.js';
+import { type Dataset, imageSize } from '../src/data/index.js';
+import { cryptoSeed } from '../src/util/rng.js';
+import { type BaseClassifier, Smooth } from './core.js';
+import { type CertifyReport, DEFAULT_RADII, type LogRow, buildCurves, renderMarkdown, renderSvg } from './report.js';
+
+export * from './report.js';
+
+/** Builds the base classifier for one noise level (a noisy-trained classifier or a denoiser depends on sigma). */
+export type BaseFactory = (sigma: number) => BaseClassifier | Promise<BaseClassifier>;
+
+export interface CertifyProgress {
+  base: string;
+  sigma: number;
+  /** images of this (base, sigma) in the log so far, resumed ones included */
+  done: number;
+  total: number;
+  row: LogRow;
+}
+
+export interface CertifyImagesOptions {
+  dataset: Dataset;
+  /** dataset indices to certify (rows already in the log are skipped) */
+  indices: readonly number[];
+  baseName: string;
+  base: BaseClassifier;
+  sigma: number;
+  n0: number;
+  n: number;
+  alpha: number;
+  batchSize?: number;
+  /** run seed; each image's seed is derived from it (see imageSeed) */
+  seed: number;
+  /** TSV log, created with a header if missing, appended to otherwise */
+  log: string;
+  onProgress?: (p: CertifyProgress) => void;
+}
+
+export interface CertifyRunOptions {
+  dataset: Dataset;
+  sigmas: number[];
+  /** base name (used in file names and tables) -> factory, e.g. { dds: ..., noisy: ... } */
+  bases: Record<string, BaseFactory>;
+  n0: number;
+  n: number;
+  alpha: number;
+  /** certify images 0, skip, 2 skip, ... (count of them; default all); or give `indices` */
+  count?: number;
+  skip?: number;
+  indices?: readonly number[];
+  batchSize?: number;
+  /** run seed (default from the OS CSPRNG; recorded in the report and per row) */
+  seed?: number;
+  /** directory for the logs and the report files */
+  outDir: string;
+  radii?: number[];
+  onProgress?: (p: CertifyProgress) => void;
+}
+
+export interface CertifyRunResult {
+  report: CertifyReport;
+  files: { logs: string[]; markdown: string; json: string; svg: string };
+}
+
+const HEADER = 'index\tlabel\tprediction\tradius\tcorrect\tseconds\tpA\tseed';
+
+/** Indices 0, skip, 2 skip, ... below datasetCount, at most `count` of them (`indices` wins when given). */
+export function planIndices(datasetCount: number, opts: { count?: number; skip?: number; indices?: readonly number[] }): number[] {
+  if (opts.indices) return [...opts.indices];
+  const skip = opts.skip ?? 1;
+  const count = opts.count ?? Infinity;
+  if (!Number.isInteger(skip) || skip < 1) throw new RangeError(`skip must be a positive integer, got ${skip}`);
+  const out: number[] = [];
+  for (let i = 0; i < datasetCount && out.length < count; i += skip) out.push(i);
+  return out;
+}
+
+/** 32-bit FNV-1a of (run seed, base, sigma, index): the noise seed of one image. */
+export function imageSeed(seed: number, base: string, sigma: number, index: number): number {
+  let h = 0x811c9dc5;
+  for (const ch of `${seed}|${base}|${sigma}|${index}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}
+
+export function logPath(outDir: string, base: string, sigma: number): string {
+  return join(outDir, `${base}-sigma${sigma}.tsv`);
+}
+
+export function formatRow(r: LogRow): string {
+  return [r.index, r.label, r.prediction, r.radius.toFixed(6), r.correct ? 1 : 0, r.seconds.toFixed(3), r.pA.toFixed(6), r.seed].join('\t');
+}
+
+function parseRow(line: string): LogRow | undefined {
+  const f = line.split('\t');
+  if (f.length !== 8) return undefined;
+  const v = f.map(Number);
+  if (v.some((x) => !Number.isFinite(x))) return undefined;
+  return { index: v[0], label: v[1], prediction: v[2], radius: v[3], correct: v[4] === 1, seconds: v[5], pA: v[6], seed: v[7] };
+}
+
+/** Rows of a log (empty if it does not exist); an unfinished last line (a run killed mid-write) is ignored. */
+export function readLog(path: string): LogRow[] {
+  if (!existsSync(path)) return [];
+  const lines = readFileSync(path, 'utf8').split('\n');
+  if (lines.length === 1 && lines[0] === '') return [];
+  if (lines[0] !== HEADER) throw new Error(`${path}: not a certify log (header "${lines[0]}")`);
+  // the piece after the last newline is '' or an unfinished row
+  return lines.slice(1, -1).map(parseRow).filter((r): r is LogRow => r !== undefined);
+}
+
+/** Make `path` a log holding exactly its complete rows (header created, a partial last line cut). */
+function openLog(path: string): LogRow[] {
+  const rows = readLog(path);
+  if (!existsSync(path) || !readFileSync(path, 'utf8').endsWith('\n')) {
+    writeFileSync(path, [HEADER, ...rows.map(formatRow)].join('\n') + '\n');
+  }
+  return rows;
+}
+
+/**
+ * CERTIFY the images `indices` of one (base, sigma), appending a row per image to `log`; indices already
+ * in the log are skipped. Returns the log's rows for `indices` (old and new), in log order.
+ */
+export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> {
+  const wanted = new Set(o.indices);
+  const rows = openLog(o.log).filter((r) => wanted.has(r.index));
+  const done = new Set(rows.map((r) => r.index));
+  const smooth = new Smooth(o.base, o.sigma, o.dataset.classNames.length);
+  const size = imageSize(o.dataset);
+  for (const index of o.indices) {
+    if (done.has(index)) continue;
+    if (!Number.isInteger(index) || index < 0 || index >= o.dataset.count) throw new RangeError(`index ${index} outside the dataset (0..${o.dataset.count - 1})`);
+    const t0 = performance.now();
+    const seed = imageSeed(o.seed, o.baseName, o.sigma, index);
+    const x = tf.tensor4d(o.dataset.images.subarray(index * size, (index + 1) * size), [1, ...o.dataset.shape]);
+    const c = await smooth.certify(x, { n0: o.n0, n: o.n, alpha: o.alpha, batchSize: o.batchSize, seed }).finally(() => x.dispose());
+    const label = o.dataset.labels[index];
+    const row: LogRow = { index, label, prediction: c.prediction, radius: c.radius, correct: c.prediction === label, seconds: (performance.now() - t0) / 1000, pA: c.pA, seed };
+    appendFileSync(o.log, formatRow(row) + '\n');
+    rows.push(row);
+    done.add(index);
+    o.onProgress?.({ base: o.baseName, sigma: o.sigma, done: rows.length, total: o.indices.length, row });
+  }
+  return rows;
+}
+
+/** `advpurify certify`: certify every (base, sigma), then write certify.md, certify.json and certify.svg in outDir. */
+export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult> {
+  if (o.sigmas.length === 0 || Object.keys(o.bases).length === 0) throw new Error('need at least one sigma and one base');
+  for (const name of Object.keys(o.bases)) if (!/^[\w.-]+$/.test(name)) throw new Error(`base name "${name}" must be a plain file-name word`);
+  mkdirSync(o.outDir, { recursive: true });
+  const seed = o.seed ?? cryptoSeed();
+  const indices = planIndices(o.dataset.count, o);
+  const radii = o.radii ?? DEFAULT_RADII;
+  const groups: { base: string; sigma: number; rows: LogRow[] }[] = [];
+  const logs: string[] = [];
+  for (const [baseName, factory] of Object.entries(o.bases)) {
+    for (const sigma of o.sigmas) {
+      const log = logPath(o.outDir, baseName, sigma);
+      const base = await factory(sigma);
+      const rows = await certifyImages({ ...o, indices, baseName, base, sigma, seed, log });
+      groups.push({ base: baseName, sigma, rows });
+      logs.push(log);
+    }
+  }
+  const report: CertifyReport = { dataset: o.dataset.name, n0: o.n0, n: o.n, alpha: o.alpha, seed, radii, curves: buildCurves(groups, radii, o.n, o.alpha), logs };
+  const files = { logs, markdown: join(o.outDir, 'certify.md'), json: join(o.outDir, 'certify.json'), svg: join(o.outDir, 'certify.svg') };
+  writeFileSync(files.markdown, renderMarkdown(report));
+  writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(files.svg, renderSvg(groups, `Certified accuracy, ${o.dataset.name} (n=${o.n}, alpha=${o.alpha})`));
+  return { report, files };
+}

@@ -1,0 +1,129 @@
+/** The certify harness (certify/run.ts, certify/report.ts) on a tiny synthetic dataset and on hand-written logs. */
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, tf } from '../src/backend/index.js';
+import type { Dataset } from '../src/data/index.js';
+import type { BaseClassifier } from '../certify/core.js';
+import { type CertifyProgress, certifyImages, logPath, planIndices, readLog, runCertify } from '../certify/run.js';
+import { maxCertifiableRadius } from '../certify/core.js';
+
+beforeAll(async () => {
+  await initBackend();
+});
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'advpurify-certify-'));
+
+/** 1-pixel images; class 1 iff the pixel is above 0.5, except index 6, labelled against its pixel. */
+const values = [0.9, 0.1, 0.8, 0.2, 0.95, 0.05, 0.7, 0.3];
+const dataset: Dataset = {
+  name: 'synthetic',
+  images: Float32Array.from(values),
+  labels: Int32Array.from([1, 0, 1, 0, 1, 0, 0, 0]),
+  count: values.length,
+  shape: [1, 1, 1],
+  classNames: ['low', 'high'],
+};
+
+function thresholdBase(calls: { n: number }): BaseClassifier {
+  return (z) => {
+    calls.n++;
+    return tf.tidy(() => z.reshape([-1]).greater(0.5).cast('int32'));
+  };
+}
+
+const common = { dataset, n0: 20, n: 500, alpha: 0.01, batchSize: 100, seed: 11 };
+
+describe('certify harness', () => {
+  it('plans indices 0, skip, 2 skip, ... up to count', () => {
+    expect(planIndices(10, { count: 3, skip: 2 })).toEqual([0, 2, 4]);
+    expect(planIndices(5, { skip: 2 })).toEqual([0, 2, 4]);
+    expect(planIndices(5, { count: 100 })).toEqual([0, 1, 2, 3, 4]);
+    expect(planIndices(5, { indices: [3, 1] })).toEqual([3, 1]);
+  });
+
+  it('writes a log per (base, sigma), resumes without recomputing finished images, and writes the report', async () => {
+    const dir = tmp();
+    const calls = { n: 0 };
+    const bases = { thr: () => thresholdBase(calls) };
+    const before = tf.memory().numTensors;
+    await runCertify({ ...common, bases, sigmas: [0.25, 0.5], count: 4, skip: 2, outDir: dir });
+    expect(tf.memory().numTensors).toBe(before);
+    for (const sigma of [0.25, 0.5]) {
+      const rows = readLog(logPath(dir, 'thr', sigma));
+      expect(rows.map((r) => r.index)).toEqual([0, 2, 4, 6]);
+      for (const r of rows) {
+        expect(r.label).toBe(dataset.labels[r.index]);
+        expect(r.prediction).toBe(1); // all four pixels are above 0.5
+        expect(r.correct).toBe(r.prediction === r.label);
+        expect(r.radius).toBeGreaterThan(0);
+        expect(r.radius).toBeLessThanOrEqual(Math.abs(values[r.index] - 0.5)); // the true radius of a threshold
+      }
+    }
+    const callsFirst = calls.n;
+    expect(callsFirst).toBe(2 * 4 * 6); // 2 sigmas x 4 images x (1 batch of n0 = 20 + 5 batches of n = 500)
+
+    const progress: CertifyProgress[] = [];
+    const { report, files } = await runCertify({ ...common, bases, sigmas: [0.25, 0.5], count: 8, outDir: dir, onProgress: (p) => progress.push(p) });
+    expect(calls.n - callsFirst).toBe(2 * 4 * 6); // only the 4 new images per sigma
+    expect(progress.map((p) => p.row.index).sort()).toEqual([1, 1, 3, 3, 5, 5, 7, 7]);
+    expect(progress.every((p) => p.total === 8)).toBe(true);
+    const rows = readLog(logPath(dir, 'thr', 0.5));
+    expect(rows.map((r) => r.index).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    // 7 of 8 correct (index 6 is mislabelled), so clean certified accuracy is 7/8 at both sigmas
+    expect(report.curves.filter((c) => c.sigma !== 'best').map((c) => c.accuracy[0])).toEqual([7 / 8, 7 / 8]);
+    expect(report.seed).toBe(11);
+    expect(JSON.parse(readFileSync(files.json, 'utf8'))).toEqual(JSON.parse(JSON.stringify(report)));
+    expect(readFileSync(files.markdown, 'utf8')).toContain('| thr | 0.5 | 8 | 0.875 |');
+    const svg = readFileSync(files.svg, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<polyline/g)?.length).toBe(2);
+  });
+
+  it('gives an image the same certificate whether it is run alone, in a range, or resumed', async () => {
+    const calls = { n: 0 };
+    const opts = { ...common, baseName: 'thr', base: thresholdBase(calls), sigma: 0.25 };
+    const a = await certifyImages({ ...opts, indices: [0, 1, 2, 3], log: join(tmp(), 'a.tsv') });
+    const b = await certifyImages({ ...opts, indices: [3, 2], log: join(tmp(), 'b.tsv') });
+    const strip = (r: (typeof a)[number]) => ({ ...r, seconds: 0 });
+    expect(b.map(strip)).toEqual([a[3], a[2]].map(strip));
+  });
+
+  it('recovers a log cut mid-row', async () => {
+    const log = join(tmp(), 'cut.tsv');
+    const calls = { n: 0 };
+    const opts = { ...common, baseName: 'thr', base: thresholdBase(calls), sigma: 0.25, log };
+    await certifyImages({ ...opts, indices: [0, 1] });
+    appendFileSync(log, '2\t1\t1\t0.3'); // a run killed while writing index 2
+    expect(readLog(log).map((r) => r.index)).toEqual([0, 1]);
+    await certifyImages({ ...opts, indices: [0, 1, 2, 3] });
+    const lines = readFileSync(log, 'utf8').trimEnd().split('\n');
+    expect(lines.slice(1).every((l) => l.split('\t').length === 8)).toBe(true);
+    expect(readLog(log).map((r) => r.index)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('computes certified accuracy and the best over sigma from a known log', async () => {
+    const dir = tmp();
+    const header = 'index\tlabel\tprediction\tradius\tcorrect\tseconds\tpA\tseed\n';
+    const row = (i: number, pred: number, radius: number) => `${i}\t${dataset.labels[i]}\t${pred}\t${radius}\t${pred === dataset.labels[i] ? 1 : 0}\t1.0\t0.9\t1\n`;
+    // labels of 0..3 are 1, 0, 1, 0
+    writeFileSync(logPath(dir, 'thr', 0.25), header + row(0, 1, 0.25) + row(1, 0, 0.6) + row(2, 0, 0.9) + row(3, -1, 0));
+    writeFileSync(logPath(dir, 'thr', 0.5), header + row(0, 1, 1.1) + row(1, 1, 0.5) + row(2, 1, 0.2) + row(3, 0, 0.4));
+    const never: BaseClassifier = () => {
+      throw new Error('finished images must not be recomputed');
+    };
+    const n = 1000;
+    const alpha = 0.001;
+    const { report, files } = await runCertify({ ...common, n, alpha, bases: { thr: () => never }, sigmas: [0.25, 0.5], count: 4, outDir: dir });
+    const acc = (sigma: number | 'best') => report.curves.find((c) => c.sigma === sigma)?.accuracy;
+    //                      r = 0     0.25  0.5   0.75  1.0   1.25 ... 2.0
+    expect(acc(0.25)).toEqual([0.5, 0.5, 0.25, 0, 0, 0, 0, 0, 0]);
+    expect(acc(0.5)).toEqual([0.75, 0.5, 0.25, 0.25, 0.25, 0, 0, 0, 0]);
+    expect(acc('best')).toEqual([0.75, 0.5, 0.25, 0.25, 0.25, 0, 0, 0, 0]);
+    expect(report.curves.find((c) => c.sigma === 0.5)?.maxRadius).toBeCloseTo(maxCertifiableRadius(0.5, n, alpha), 12);
+    const md = readFileSync(files.markdown, 'utf8');
+    expect(md).toContain('| thr | best | 4 | 0.750 | 0.500 | 0.250 | 0.250 | 0.250 | 0.000 | 0.000 | 0.000 | 0.000 |');
+    expect(md).toContain(`| thr | 0.5 | 4 | 0.750 | 0.500 | 0.250 | 0.250 | 0.250 | 0.000 | 0.000 | 0.000 | 0.000 | ${maxCertifiableRadius(0.5, n, alpha).toFixed(2)} |`);
+  });
+});
