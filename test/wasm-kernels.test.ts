@@ -83,3 +83,40 @@ describe('wasm training kernels match the cpu backend', () => {
     opt.dispose();
   });
 });
+
+describe('wasm reductions and matmuls match the cpu backend', () => {
+  const onBoth = (f: () => tf.Tensor) => {
+    const prev = tf.getBackend();
+    const run = (b: string) => {
+      tf.setBackend(b);
+      const t = f();
+      const v = { data: t.dataSync().slice(), shape: t.shape };
+      t.dispose();
+      return v;
+    };
+    const ref = run('cpu');
+    const got = run('wasm');
+    tf.setBackend(prev);
+    return { ref, got };
+  };
+  const data = Float32Array.from({ length: 2 * 5 * 6 * 7 }, (_, i) => Math.sin(i * 1.7));
+
+  for (const [axes, keepDims] of [[[0, 1, 2], false], [[1, 2], true], [[0], false], [[3], false], [[1, 2, 3], false], [[0, 2], false], [[-2], true]] as const) {
+    it(`sum and mean over ${axes} keepDims=${keepDims}`, () => {
+      for (const op of ['sum', 'mean'] as const) {
+        const { ref, got } = onBoth(() => tf.tidy(() => tf.tensor4d(data, [2, 5, 6, 7])[op]([...axes], keepDims)));
+        expect(got.shape).toEqual(ref.shape);
+        expect(maxRelErr(got.data, ref.data)).toBeLessThan(1e-5);
+      }
+    });
+  }
+
+  it('matmul with transposed operands', () => {
+    const a = Float32Array.from({ length: 3 * 4 * 5 }, (_, i) => Math.cos(i));
+    const b = Float32Array.from({ length: 3 * 4 * 6 }, (_, i) => Math.sin(i * 0.3));
+    const { ref, got } = onBoth(() => tf.tidy(() => tf.matMul(tf.tensor3d(a, [3, 4, 5]), tf.tensor3d(b, [3, 4, 6]), true, false)));
+    expect(maxRelErr(got.data, ref.data)).toBeLessThan(1e-5);
+    const r2 = onBoth(() => tf.tidy(() => tf.matMul(tf.tensor2d(a.slice(0, 20), [4, 5]), tf.tensor2d(b.slice(0, 30), [6, 5]), false, true)));
+    expect(maxRelErr(r2.got.data, r2.ref.data)).toBeLessThan(1e-5);
+  });
+});

@@ -5,6 +5,7 @@
  */
 import { tf } from './tf.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
+import { registerGradientOverrides } from './gradients.js';
 
 export { tf };
 export type { Tensor, Tensor1D, Tensor2D, Tensor4D, Scalar } from './tf.js';
@@ -80,6 +81,7 @@ async function select(): Promise<BackendInfo> {
 /** Select and initialise the backend once per thread; later calls return the same choice. */
 export function initBackend(): Promise<BackendInfo> {
   if (!chosen) {
+    registerGradientOverrides();
     chosen = select().then(async (info) => {
       await tf.ready();
       if (process.env.ADVPURIFY_QUIET !== '1') {

@@ -145,6 +145,61 @@ export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs):
   });
 }
 
+/**
+ * wasm's BatchMatMul with transposeA/transposeB is ~8x slower than an explicit Transpose followed by
+ * a plain BatchMatMul (dense-layer gradients use both). Wrap the stock kernel to transpose first.
+ */
+function transposeFirst(original: KernelFn): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const { transposeA, transposeB } = attrs as { transposeA?: boolean; transposeB?: boolean };
+    if (!transposeA && !transposeB) return original({ inputs, attrs, backend });
+    const transpose = kernel('Transpose');
+    const swapLast = (t: TensorInfo): number[] => {
+      const perm = t.shape.map((_, i) => i);
+      const r = perm.length;
+      [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+      return perm;
+    };
+    return scoped(backend, (keep) => {
+      const a = transposeA ? keep(transpose({ inputs: { x: inputs.a }, attrs: { perm: swapLast(inputs.a) }, backend })) : inputs.a;
+      const b = transposeB ? keep(transpose({ inputs: { x: inputs.b }, attrs: { perm: swapLast(inputs.b) }, backend })) : inputs.b;
+      return keep(original({ inputs: { ...inputs, a, b }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend }));
+    });
+  };
+}
+
+/**
+ * wasm's Sum/Mean over leading axes (e.g. [0,1,2] of NHWC, as in batch-norm and bias gradients)
+ * transposes and reduces ~10x slower than a matmul with a row of ones. Reductions over a contiguous
+ * block of axes [a, b) become BatchMatMul(ones[B,1,P], x[B,P,Q]); everything else keeps the stock path.
+ */
+function reduceByMatMul(original: KernelFn, mean: boolean): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const x = inputs.x;
+    const rank = x.shape.length;
+    const raw = (attrs as { axis: number | number[] }).axis;
+    const axes = [...new Set((Array.isArray(raw) ? raw : [raw]).map((a) => (a < 0 ? a + rank : a)))].sort((p, q) => p - q);
+    const keepDims = Boolean((attrs as { keepDims?: boolean }).keepDims);
+    const contiguous = axes.length > 0 && axes.every((a, i) => a === axes[0] + i);
+    const last = axes[axes.length - 1];
+    if (x.dtype !== 'float32' || !contiguous || last === rank - 1) return original({ inputs, attrs, backend });
+    const size = (dims: number[]) => dims.reduce((p, q) => p * q, 1);
+    const B = size(x.shape.slice(0, axes[0]));
+    const P = size(x.shape.slice(axes[0], last + 1));
+    const Q = size(x.shape.slice(last + 1));
+    const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+    const reshape = kernel('Reshape');
+    const fill = kernel('Fill');
+    const bmm = kernel('BatchMatMul');
+    return scoped(backend, (keep) => {
+      const x3 = keep(reshape({ inputs: { x }, attrs: { shape: [B, P, Q] }, backend }));
+      const ones = keep(fill({ inputs: {}, attrs: { shape: [B, 1, P], value: mean ? 1 / P : 1, dtype: 'float32' }, backend }));
+      const r = keep(bmm({ inputs: { a: ones, b: x3 }, attrs: { transposeA: false, transposeB: false }, backend }));
+      return keep(reshape({ inputs: { x: r }, attrs: { shape: outShape }, backend }));
+    });
+  };
+}
+
 let registered = false;
 
 /** Register (or replace) the wasm training kernels. Idempotent. */
@@ -156,6 +211,16 @@ export function registerWasmTrainingKernels(): void {
   ] as const) {
     if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
+  }
+  for (const name of ['BatchMatMul', '_FusedMatMul']) {
+    const original = kernel(name);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: transposeFirst(original) as unknown as tf.KernelFunc });
+  }
+  for (const [name, mean] of [['Sum', false], ['Mean', true]] as const) {
+    const original = kernel(name);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: reduceByMatMul(original, mean) as unknown as tf.KernelFunc });
   }
   registered = true;
 }
