@@ -137,6 +137,22 @@ describe('JPEG', () => {
   });
 });
 
+describe('patches', () => {
+  const gradOfSum = (name: 'paste-patches' | 'scramble-patches') =>
+    tf.tidy(() => Array.from(tf.grad((v: tf.Tensor) => DEGRADATIONS[name].apply(v as Tensor4D, 5, 1).y.sum())(gray).dataSync()));
+
+  it('scramble-patches moves pixels within each image: every pixel is used exactly once', () => {
+    expect(gradOfSum('scramble-patches').every((g) => g === 1)).toBe(true);
+  });
+
+  it('paste-patches copies pixels: each output pixel comes from exactly one input pixel', () => {
+    const g = gradOfSum('paste-patches');
+    expect(g.every((v) => Number.isInteger(v) && v >= 0)).toBe(true);
+    expect(g.reduce((a, b) => a + b, 0)).toBe(gray.size);
+    expect(g.some((v) => v === 0) && g.some((v) => v >= 2)).toBe(true); // covered pixels, reused sources
+  });
+});
+
 describe('registry and documentation', () => {
   it('looks degradations up by name and rejects unknown ones', () => {
     expect(getDegradation('pixelate')).toBe(DEGRADATIONS.pixelate);
