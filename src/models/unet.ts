@@ -1,0 +1,139 @@
+/**
+ * A small U-Net noise predictor (the *network*; the process lives in src/diffusion/): residual
+ * blocks with group norm and SiLU, a sinusoidal time embedding, 28 -> 14 -> 7 -> 14 -> 28 with skip
+ * connections. Parameters are plain named tensors (variables while training), so the same forward
+ * serves training, EMA inference and autodiff by attacks.
+ */
+import { tf, type Tensor, type Tensor1D, type Tensor4D } from '../backend/index.js';
+
+export interface UNetConfig {
+  imageChannels: number; // 1 for grayscale
+  ch: number; // base width
+  mult: [number, number]; // widths at 14x14 and 7x7 relative to ch
+  groups: number; // group-norm groups
+  tembDim: number;
+}
+
+export const DEFAULT_UNET: UNetConfig = { imageChannels: 1, ch: 32, mult: [2, 2], groups: 8, tembDim: 128 };
+
+export type Params = Record<string, Tensor>;
+
+/** Deterministic He-style initialisation; the output conv starts at zero (common DDPM practice). */
+export function initUNet(cfg: UNetConfig, seed: number): Params {
+  const p: Params = {};
+  let s = seed;
+  const conv = (name: string, k: number, cin: number, cout: number, zero = false) => {
+    p[`${name}/w`] = zero ? tf.zeros([k, k, cin, cout]) : tf.randomNormal([k, k, cin, cout], 0, Math.sqrt(2 / (k * k * cin)), 'float32', s++);
+    p[`${name}/b`] = tf.zeros([cout]);
+  };
+  const dense = (name: string, cin: number, cout: number) => {
+    p[`${name}/w`] = tf.randomNormal([cin, cout], 0, Math.sqrt(1 / cin), 'float32', s++);
+    p[`${name}/b`] = tf.zeros([cout]);
+  };
+  const norm = (name: string, c: number) => {
+    p[`${name}/g`] = tf.ones([c]);
+    p[`${name}/b`] = tf.zeros([c]);
+  };
+  const res = (name: string, cin: number, cout: number) => {
+    norm(`${name}/n1`, cin);
+    conv(`${name}/c1`, 3, cin, cout);
+    dense(`${name}/t`, cfg.tembDim, cout);
+    norm(`${name}/n2`, cout);
+    conv(`${name}/c2`, 3, cout, cout, true);
+    if (cin !== cout) conv(`${name}/skip`, 1, cin, cout);
+  };
+  const [c0, c1, c2] = [cfg.ch, cfg.ch * cfg.mult[0], cfg.ch * cfg.mult[1]];
+  dense('temb/d1', cfg.tembDim / 2, cfg.tembDim);
+  dense('temb/d2', cfg.tembDim, cfg.tembDim);
+  conv('in', 3, cfg.imageChannels, c0);
+  res('d0', c0, c0);
+  conv('down0', 3, c0, c0);
+  res('d1', c0, c1);
+  conv('down1', 3, c1, c1);
+  res('m0', c1, c2);
+  res('m1', c2, c2);
+  res('u1', c2 + c1, c1);
+  res('u0', c1 + c0, c0);
+  norm('out/n', c0);
+  conv('out', 3, c0, cfg.imageChannels, true);
+  return p;
+}
+
+const silu = (x: Tensor): Tensor => x.mul(x.sigmoid());
+
+/** Group norm over [N,H,W,C] with per-channel affine; reductions over H,W go through fast matmuls. */
+function groupNorm(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps = 1e-5): Tensor4D {
+  const [n, h, w, c] = x.shape;
+  const cg = c / groups;
+  const hw = h * w;
+  const chMean = x.mean([1, 2]); // [N, C]
+  const chSq = x.square().mean([1, 2]);
+  const gMean = chMean.reshape([n, groups, cg]).mean(2, true); // [N, G, 1]
+  const gVar = chSq.reshape([n, groups, cg]).mean(2, true).sub(gMean.square()).relu();
+  void hw;
+  const rstd = gVar.add(eps).rsqrt();
+  const scale = rstd.tile([1, 1, cg]).reshape([n, 1, 1, c]).mul(g); // [N,1,1,C]
+  const shift = b.sub(gMean.tile([1, 1, cg]).reshape([n, 1, 1, c]).mul(scale));
+  return x.mul(scale).add(shift) as Tensor4D;
+}
+
+function conv(p: Params, name: string, x: Tensor4D, stride = 1): Tensor4D {
+  return tf.conv2d(x, p[`${name}/w`] as Tensor4D, stride, 'same').add(p[`${name}/b`]) as Tensor4D;
+}
+
+function dense(p: Params, name: string, x: Tensor): tf.Tensor2D {
+  return tf.matMul(x as tf.Tensor2D, p[`${name}/w`] as tf.Tensor2D).add(p[`${name}/b`]) as tf.Tensor2D;
+}
+
+function resBlock(p: Params, name: string, x: Tensor4D, temb: Tensor, groups: number): Tensor4D {
+  let h = silu(groupNorm(x, p[`${name}/n1/g`], p[`${name}/n1/b`], groups)) as Tensor4D;
+  h = conv(p, `${name}/c1`, h);
+  const t = dense(p, `${name}/t`, temb);
+  h = h.add(t.reshape([t.shape[0], 1, 1, t.shape[1]])) as Tensor4D;
+  h = silu(groupNorm(h, p[`${name}/n2/g`], p[`${name}/n2/b`], groups)) as Tensor4D;
+  h = conv(p, `${name}/c2`, h);
+  const skip = p[`${name}/skip/w`] ? conv(p, `${name}/skip`, x) : x;
+  return skip.add(h) as Tensor4D;
+}
+
+/** Sinusoidal embedding of (float) timesteps, [N] -> [N, dim]. */
+export function timestepEmbedding(t: Tensor1D, dim: number, maxPeriod = 10000): tf.Tensor2D {
+  const half = dim / 2;
+  const freqs = tf.tensor1d(Array.from({ length: half }, (_, i) => Math.exp((-Math.log(maxPeriod) * i) / half)));
+  const args = t.reshape([-1, 1]).mul(freqs.reshape([1, half]));
+  return tf.concat([args.cos(), args.sin()], 1) as tf.Tensor2D;
+}
+
+const up2 = (x: Tensor4D): Tensor4D => tf.image.resizeNearestNeighbor(x, [x.shape[1] * 2, x.shape[2] * 2]);
+
+/** epsilon_theta(x_t, t): x_t [N,28,28,C] on the model scale, t [N] (float steps). */
+export function unetForward(p: Params, cfg: UNetConfig, xt: Tensor4D, t: Tensor1D): Tensor4D {
+  const G = cfg.groups;
+  let temb: Tensor = timestepEmbedding(t, cfg.tembDim / 2);
+  temb = silu(dense(p, 'temb/d1', temb));
+  temb = silu(dense(p, 'temb/d2', temb));
+  const h0 = conv(p, 'in', xt);
+  const s0 = resBlock(p, 'd0', h0, temb, G); // 28
+  const s1 = resBlock(p, 'd1', conv(p, 'down0', s0, 2), temb, G); // 14
+  let h = conv(p, 'down1', s1, 2); // 7
+  h = resBlock(p, 'm0', h, temb, G);
+  h = resBlock(p, 'm1', h, temb, G);
+  h = resBlock(p, 'u1', tf.concat([up2(h), s1], 3), temb, G); // 14
+  h = resBlock(p, 'u0', tf.concat([up2(h), s0], 3), temb, G); // 28
+  h = silu(groupNorm(h, p['out/n/g'], p['out/n/b'], G)) as Tensor4D;
+  return conv(p, 'out', h);
+}
+
+/** Multiply-accumulate count of one forward pass per image (convs and dense layers), for FLOP-rate reporting. */
+export function unetMacsPerImage(cfg: UNetConfig, h = 28, w = 28): number {
+  const [c0, c1, c2] = [cfg.ch, cfg.ch * cfg.mult[0], cfg.ch * cfg.mult[1]];
+  const convM = (hh: number, ww: number, k: number, cin: number, cout: number) => hh * ww * k * k * cin * cout;
+  const res = (hh: number, ww: number, cin: number, cout: number) =>
+    convM(hh, ww, 3, cin, cout) + convM(hh, ww, 3, cout, cout) + (cin !== cout ? convM(hh, ww, 1, cin, cout) : 0);
+  const h2 = h / 2, w2 = w / 2, h4 = Math.ceil(h2 / 2), w4 = Math.ceil(w2 / 2);
+  return (
+    convM(h, w, 3, cfg.imageChannels, c0) + res(h, w, c0, c0) + convM(h2, w2, 3, c0, c0) + res(h2, w2, c0, c1) +
+    convM(h4, w4, 3, c1, c1) + res(h4, w4, c1, c2) + res(h4, w4, c2, c2) + res(h2, w2, c2 + c1, c1) +
+    res(h, w, c1 + c0, c0) + convM(h, w, 3, c0, cfg.imageChannels)
+  );
+}
