@@ -70,6 +70,14 @@ export class GaussianDiffusion {
     });
   }
 
+  /** epsilon implied by x_t and an x0 estimate (used after x0 clipping, e.g. by DDIM). */
+  predictEps(xt: Tensor4D, t: number, x0: Tensor4D): Tensor4D {
+    return tf.tidy(() => {
+      const ab = this.abar[t];
+      return xt.sub(x0.mul(Math.sqrt(ab))).div(Math.sqrt(1 - ab)) as Tensor4D;
+    });
+  }
+
   /**
    * One ancestral DDPM step from t to t_prev (< t), possibly skipping steps (respaced DDPM):
    * posterior q(x_prev | x_t, x0_hat) with beta' = 1 - abar_t / abar_prev. `noise` ~ N(0, I).

@@ -1,0 +1,68 @@
+/** Purifier options, their defaults and bounds. One validator serves the API, the CLI and the middleware. */
+import { PurifyError } from './errors.js';
+
+export const MODES = ['diffpure', 'oneshot', 'none'] as const;
+export type Mode = (typeof MODES)[number];
+export type Sampler = 'ddpm' | 'ddim';
+
+export interface PurifyOptions {
+  model?: string; // shipped model name ('fashion-mnist', 'mnist') or a directory holding diffusion.{json,bin}
+  mode?: Mode;
+  /** diffpure: diffusion step to noise to (1..T); oneshot: used when `sigma` is not given. */
+  tStar?: number;
+  /** oneshot: pixel-scale noise level in (0, 2]; mapped to t by sqrt((1-abar_t)/abar_t) = 2 sigma. */
+  sigma?: number;
+  /** diffpure: number of reverse steps from tStar to 0 (1..tStar). */
+  steps?: number;
+  sampler?: Sampler;
+  /** Reproducible randomness; default: a fresh seed from the OS CSPRNG on every call. */
+  seed?: number;
+  /** Purify k times (classification helpers majority-vote). */
+  draws?: number;
+  /** Check inputs for rank/shape/NaN/range (default true). */
+  validate?: boolean;
+}
+
+/** Defaults chosen from the validation sweep in the README. */
+export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 200, steps: 10, sampler: 'ddpm' as Sampler, sigma: 0.25, draws: 1 };
+
+export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1 };
+
+function int(v: unknown, name: string, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new PurifyError('BAD_OPTION', `${name} must be an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`, name);
+  }
+  return v;
+}
+
+export interface ResolvedOptions {
+  mode: Mode;
+  tStar: number;
+  steps: number;
+  sampler: Sampler;
+  sigma?: number;
+  seed?: number;
+  draws: number;
+  validate: boolean;
+}
+
+export function resolveOptions(o: PurifyOptions, T = LIMITS.T): ResolvedOptions {
+  if (o === null || typeof o !== 'object') throw new PurifyError('BAD_OPTION', 'options must be an object');
+  const mode = o.mode ?? DEFAULTS.mode;
+  if (!MODES.includes(mode)) throw new PurifyError('UNKNOWN_MODE', `mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode)}`, 'mode');
+  const tStar = o.tStar === undefined ? DEFAULTS.tStar : int(o.tStar, 'tStar', 1, T);
+  const steps = o.steps === undefined ? Math.min(DEFAULTS.steps, tStar) : int(o.steps, 'steps', 1, tStar);
+  const sampler = o.sampler ?? DEFAULTS.sampler;
+  if (sampler !== 'ddpm' && sampler !== 'ddim') throw new PurifyError('BAD_OPTION', `sampler must be ddpm or ddim, got ${JSON.stringify(sampler)}`, 'sampler');
+  let sigma: number | undefined;
+  if (o.sigma !== undefined) {
+    if (typeof o.sigma !== 'number' || !(o.sigma > 0 && o.sigma <= LIMITS.maxSigma)) {
+      throw new PurifyError('BAD_OPTION', `sigma must be a number in (0, ${LIMITS.maxSigma}], got ${JSON.stringify(o.sigma)}`, 'sigma');
+    }
+    sigma = o.sigma;
+  }
+  const seed = o.seed === undefined ? undefined : int(o.seed, 'seed', 0, LIMITS.maxSeed);
+  const draws = o.draws === undefined ? DEFAULTS.draws : int(o.draws, 'draws', 1, LIMITS.maxDraws);
+  const validate = o.validate ?? true;
+  return { mode, tStar, steps, sampler, sigma, seed, draws, validate };
+}

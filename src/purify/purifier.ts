@@ -1,0 +1,103 @@
+/**
+ * Purification modes as short compositions of the diffusion process and the network:
+ * - diffpure (Nie et al. 2022): diffuse x to t* with q_sample, run `steps` respaced DDPM (or DDIM)
+ *   reverse steps back to 0, return x0_hat;
+ * - oneshot (denoised smoothing, Carlini et al. 2023): noise at sigma (t with sqrt((1-abar)/abar) = 2 sigma),
+ *   one x0 prediction;
+ * - none: identity.
+ * `purify` is pure tf ops, so attacks can differentiate through every reverse step.
+ */
+import { tf, type Tensor4D } from '../backend/index.js';
+import { fromModelScale, toModelScale } from '../diffusion/gaussian-diffusion.js';
+import type { DiffusionModel } from '../models/diffusion-model.js';
+import { cryptoSeed, mulberry32, type Rng } from '../util/rng.js';
+import { PurifyError } from './errors.js';
+import { resolveOptions, type PurifyOptions, type ResolvedOptions } from './options.js';
+
+export interface CallOptions {
+  seed?: number;
+}
+
+export class Purifier {
+  readonly options: ResolvedOptions;
+  readonly inputShape: [number, number, number];
+  constructor(
+    readonly model: DiffusionModel,
+    options: PurifyOptions = {},
+  ) {
+    this.options = resolveOptions(options, model.diffusion.T);
+    this.inputShape = [28, 28, model.meta.unet.imageChannels];
+  }
+
+  /** The diffusion step used by this purifier's mode. */
+  get t(): number {
+    const o = this.options;
+    if (o.mode === 'oneshot' && o.sigma !== undefined) return this.model.diffusion.tForSigma(2 * o.sigma);
+    return o.tStar;
+  }
+
+  /** x [N,H,W,C] in [0,1] -> purified [N,H,W,C] in [0,1]. Differentiable; caller disposes. */
+  purify(x: Tensor4D, call: CallOptions = {}): Tensor4D {
+    if (this.options.validate) this.check(x);
+    const seed = call.seed ?? this.options.seed ?? cryptoSeed();
+    const rng = mulberry32(seed);
+    switch (this.options.mode) {
+      case 'none':
+        return x.clone();
+      case 'oneshot':
+        return this.oneshot(x, rng);
+      default:
+        return this.diffpure(x, rng);
+    }
+  }
+
+  private noise(shape: readonly number[], rng: Rng): Tensor4D {
+    return tf.randomNormal([...shape] as [number, number, number, number], 0, 1, 'float32', Math.floor(rng() * 2 ** 31)) as Tensor4D;
+  }
+
+  private epsAt(xt: Tensor4D, t: number): Tensor4D {
+    return this.model.eps(xt, tf.fill([xt.shape[0]], t) as tf.Tensor1D);
+  }
+
+  private oneshot(x: Tensor4D, rng: Rng): Tensor4D {
+    const d = this.model.diffusion;
+    const t = this.t;
+    return tf.tidy(() => {
+      const xt = d.qSample(toModelScale(x), t, this.noise(x.shape, rng));
+      const x0 = d.predictX0(xt, t, this.epsAt(xt, t));
+      return fromModelScale(x0);
+    });
+  }
+
+  private diffpure(x: Tensor4D, rng: Rng): Tensor4D {
+    const d = this.model.diffusion;
+    const { tStar, steps, sampler } = this.options;
+    const ts = d.respace(tStar, steps);
+    return tf.tidy(() => {
+      let xt = d.qSample(toModelScale(x), tStar, this.noise(x.shape, rng));
+      let x0 = xt;
+      for (let i = 0; i < ts.length; i++) {
+        const t = ts[i];
+        const tPrev = i + 1 < ts.length ? ts[i + 1] : 0;
+        const eps = this.epsAt(xt, t);
+        x0 = d.predictX0(xt, t, eps);
+        if (tPrev === 0) break;
+        xt = sampler === 'ddim' ? d.ddimStep(t, tPrev, x0, d.predictEps(xt, t, x0)) : d.ddpmStep(xt, t, tPrev, x0, this.noise(x.shape, rng));
+      }
+      return fromModelScale(x0);
+    });
+  }
+
+  /** Typed checks: rank 4, the model's H/W/C, finite values in [0, 1]. */
+  check(x: unknown): asserts x is Tensor4D {
+    if (!(x instanceof tf.Tensor)) throw new PurifyError('BAD_INPUT', 'expected a tf.Tensor4D [N,H,W,C] in [0,1]');
+    const [h, w, c] = this.inputShape;
+    if (x.rank !== 4 || x.shape[1] !== h || x.shape[2] !== w || x.shape[3] !== c || x.shape[0] < 1) {
+      throw new PurifyError('BAD_SHAPE', `expected shape [N,${h},${w},${c}], got [${x.shape.join(',')}]`);
+    }
+    if (x.dtype !== 'float32') throw new PurifyError('BAD_INPUT', `expected float32, got ${x.dtype}`);
+    const [bad, lo, hi] = tf.tidy(() => tf.stack([x.isNaN().any().cast('float32'), x.min(), x.max()]).dataSync());
+    if (bad || !Number.isFinite(lo) || !Number.isFinite(hi)) throw new PurifyError('BAD_VALUES', 'input contains NaN or Inf');
+    if (lo < 0 || hi > 1) throw new PurifyError('BAD_VALUES', `values must lie in [0, 1], got [${lo}, ${hi}]`);
+  }
+}
