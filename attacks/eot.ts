@@ -1,0 +1,84 @@
+/**
+ * Adaptive attacks on purifier + classifier pipelines (Athalye et al. 2018; Tramèr et al. 2020):
+ *  - EOT: the gradient of E_r[loss(f(purify(x; r)))] estimated by averaging k draws of the defence's randomness;
+ *  - full gradient: tf autodiff through the defence's forward pass (exact, memory-hungry for long purifiers);
+ *  - BPDA: forward through the defence, backward as the identity (purify(x) ≈ x), for defences whose
+ *    gradient is unavailable or uninformative.
+ * The result is an AttackModel, so every attack in attacks/ runs against it unchanged.
+ */
+import { tf, type Tensor1D, type Tensor2D, type Tensor4D } from '../src/backend/index.js';
+import type { LogitsFn } from '../src/types.js';
+import { mulberry32 } from '../src/util/rng.js';
+import { autodiffLossGrad, nextSeed } from './common.js';
+import type { AttackModel, LossGrad, LossName } from './common.js';
+
+/** A purifier: images in [0,1] -> purified images in [0,1], as differentiable tf ops. */
+export interface Defense {
+  /** `seed` fixes the defence's randomness (ignored by deterministic defences); the caller disposes. */
+  forward(x: Tensor4D, seed?: number): Tensor4D;
+  readonly randomized: boolean;
+}
+
+/**
+ * How gradients cross the defence. A 'checkpointed' mode (recompute segments of a long purifier in the
+ * backward pass instead of keeping every activation) would slot in here as a third option.
+ */
+export type DefenseGradient = 'full' | 'bpda';
+
+export interface AdaptiveOptions {
+  /** EOT draws per gradient (default 10 for randomized defences, 1 otherwise). */
+  eot?: number;
+  gradient?: DefenseGradient; // default 'full'
+  /** Seeds the stream of defence draws (default 0); every call consumes fresh draws. */
+  seed?: number;
+}
+
+/** Forward = defense.forward(x, seed); backward = identity (dL/dx := dL/d purified). */
+export function bpda(defense: Defense, seed?: number): (x: Tensor4D) => Tensor4D {
+  const op = tf.customGrad((...args: unknown[]) => ({
+    value: defense.forward(args[0] as Tensor4D, seed),
+    gradFunc: (dy: tf.Tensor) => dy,
+  }));
+  return (x) => op(x) as Tensor4D;
+}
+
+/** The composition classifier(defense(x)) with one fresh draw of the defence per call. */
+export function defended(defense: Defense, classifier: LogitsFn, seed = 0): LogitsFn {
+  const rng = mulberry32(seed);
+  return (x) => tf.tidy(() => classifier(defense.forward(x, nextSeed(rng))));
+}
+
+/** An AttackModel for classifier ∘ defense with EOT over k draws and full or BPDA gradients. */
+export function adaptive(defense: Defense, classifier: LogitsFn, opts: AdaptiveOptions = {}): AttackModel {
+  const k = opts.eot ?? (defense.randomized ? 10 : 1);
+  if (!(k >= 1)) throw new Error(`eot must be >= 1, got ${k}`);
+  const rng = mulberry32(opts.seed ?? 0);
+  const through = (seed: number): ((x: Tensor4D) => Tensor4D) =>
+    opts.gradient === 'bpda' ? bpda(defense, seed) : (x) => defense.forward(x, seed);
+  const oneDraw = (): LossGrad => {
+    const purify = through(nextSeed(rng));
+    return autodiffLossGrad((x) => classifier(purify(x)));
+  };
+  const lossGrad: LossGrad = (x: Tensor4D, y: Tensor1D, loss: LossName) => {
+    if (k === 1) return oneDraw()(x, y, loss);
+    // Running mean, freeing each draw's tensors as soon as they are added (k copies never coexist).
+    let sum = oneDraw()(x, y, loss);
+    for (let i = 1; i <= k; i++) {
+      const d = i < k ? oneDraw()(x, y, loss) : undefined;
+      const next = tf.tidy(() =>
+        d
+          ? { loss: tf.add(sum.loss, d.loss) as Tensor1D, grad: tf.add(sum.grad, d.grad) as Tensor4D, logits: tf.add(sum.logits, d.logits) as Tensor2D }
+          : { loss: tf.div(sum.loss, k) as Tensor1D, grad: tf.div(sum.grad, k) as Tensor4D, logits: tf.div(sum.logits, k) as Tensor2D },
+      );
+      tf.dispose([sum.loss, sum.grad, sum.logits]);
+      if (d) tf.dispose([d.loss, d.grad, d.logits]);
+      sum = next;
+    }
+    return sum;
+  };
+  return {
+    logits: defended(defense, classifier, nextSeed(rng)),
+    lossGrad,
+    randomized: defense.randomized,
+  };
+}
