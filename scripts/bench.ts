@@ -1,0 +1,2 @@
+import { runPerfBench } from '../src/bench/perf.js';
+await runPerfBench();

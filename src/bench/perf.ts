@@ -1,0 +1,107 @@
+/**
+ * `npm run bench` / `advpurify bench perf`: measured in one run on this machine:
+ * purify images/s per mode at batch 1 and 64; the U-Net forward's achieved FLOP rate relative to
+ * the same run's wasm Conv2D rate; training-step / forward-step time ratio; 2 worker threads vs 1.
+ */
+import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { tf, initBackend } from '../backend/index.js';
+import { createPurifier, type PurifyOptions } from '../purify/index.js';
+import { unetForward, unetMacsPerImage } from '../models/unet.js';
+
+function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
+  f(); // warm-up
+  let reps = 0;
+  const t0 = performance.now();
+  while (reps < minReps || performance.now() - t0 < minMs) {
+    f();
+    reps++;
+  }
+  return (performance.now() - t0) / reps;
+}
+
+function workerUrl(): { file: URL; execArgv: string[] } {
+  const js = new URL('./worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return { file: js, execArgv: [] };
+  return { file: new URL('./worker.ts', import.meta.url), execArgv: ['--import', 'tsx'] };
+}
+
+async function threaded(n: number, batches: number, batchSize: number, options: PurifyOptions): Promise<number> {
+  const { file, execArgv } = workerUrl();
+  const ws = Array.from({ length: n }, () => new Worker(file, { workerData: { batches, batchSize, options }, execArgv }));
+  await Promise.all(ws.map((w) => new Promise((r, j) => { w.once('message', r); w.once('error', j); })));
+  const t0 = performance.now();
+  const done = ws.map((w) => new Promise<number>((r, j) => { w.once('message', (m: { ms: number }) => r(m.ms)); w.once('error', j); }));
+  ws.forEach((w) => w.postMessage('go'));
+  await Promise.all(done);
+  const wall = performance.now() - t0;
+  await Promise.all(ws.map((w) => w.terminate()));
+  return (n * batches * batchSize) / (wall / 1000);
+}
+
+export async function runPerfBench(): Promise<void> {
+  const info = await initBackend();
+  const rows: string[] = [];
+  const line = (s: string) => { rows.push(s); process.stdout.write(`${s}\n`); };
+  line(`# advpurify perf bench — ${new Date().toISOString().slice(0, 10)}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, backend ${info.name}`);
+  line('');
+  line('| mode | options | batch | images/s | ms/batch |');
+  line('|---|---|---|---|---|');
+  const modes: [string, PurifyOptions][] = [
+    ['diffpure', { mode: 'diffpure' }],
+    ['diffpure-ddim', { mode: 'diffpure', sampler: 'ddim' }],
+    ['oneshot', { mode: 'oneshot', sigma: 0.25 }],
+    ['none', { mode: 'none' }],
+  ];
+  for (const [name, o] of modes) {
+    const p = await createPurifier({ ...o, seed: 1 });
+    for (const b of [1, 64]) {
+      const x = tf.randomUniform([b, 28, 28, 1]) as tf.Tensor4D;
+      const ms = timeIt(() => tf.tidy(() => p.purify(x).dataSync()));
+      x.dispose();
+      line(`| ${name} | t*=${p.t} steps=${p.options.mode === 'diffpure' ? p.options.steps : p.options.mode === 'oneshot' ? 1 : 0} | ${b} | ${((1000 * b) / ms).toFixed(1)} | ${ms.toFixed(1)} |`);
+    }
+  }
+
+  // FLOP rate: U-Net forward vs a plain wasm Conv2D of the network's most common shape
+  const p = await createPurifier({ seed: 1 });
+  const cfg = p.model.meta.unet;
+  const B = 64;
+  const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
+  const t = tf.fill([B], 100) as tf.Tensor1D;
+  const fwdMs = timeIt(() => tf.tidy(() => unetForward(p.model.params, cfg, x, t).dataSync()));
+  const unetGflops = (2 * unetMacsPerImage(cfg) * B) / (fwdMs / 1000) / 1e9;
+  const cx = tf.randomNormal([B, 28, 28, cfg.ch]) as tf.Tensor4D;
+  const cw = tf.randomNormal([3, 3, cfg.ch, cfg.ch]) as tf.Tensor4D;
+  const convMs = timeIt(() => tf.tidy(() => tf.conv2d(cx, cw, 1, 'same').dataSync()));
+  const convGflops = (2 * B * 28 * 28 * 9 * cfg.ch * cfg.ch) / (convMs / 1000) / 1e9;
+
+  // training step vs forward on the same batch
+  const vars = Object.fromEntries(Object.entries(p.model.params).map(([k, v]) => [k, tf.variable(v.clone(), true, `bench/${k}`)]));
+  const opt = tf.train.adam(1e-4);
+  const e = tf.randomNormal([B, 28, 28, 1]);
+  const stepMs = timeIt(() => {
+    const l = opt.minimize(() => unetForward(vars, cfg, x, t).sub(e).square().mean() as tf.Scalar, true, Object.values(vars));
+    l?.dataSync();
+    l?.dispose();
+  }, 3000);
+  tf.dispose([x, t, cx, cw, e, ...Object.values(vars)]);
+  opt.dispose();
+
+  // worker threads
+  const threadOpts: PurifyOptions = { mode: 'oneshot', sigma: 0.25 };
+  const one = await threaded(1, 10, 64, threadOpts);
+  const two = await threaded(2, 10, 64, threadOpts);
+
+  line('');
+  line('| measure | value | goal |');
+  line('|---|---|---|');
+  line(`| U-Net forward, batch ${B} | ${fwdMs.toFixed(0)} ms, ${unetGflops.toFixed(1)} GFLOP/s | |`);
+  line(`| wasm Conv2D ${B}x28x28x${cfg.ch} 3x3 | ${convMs.toFixed(1)} ms, ${convGflops.toFixed(1)} GFLOP/s | |`);
+  line(`| forward FLOP rate / Conv2D rate | ${(unetGflops / convGflops).toFixed(2)} | >= 0.7 |`);
+  line(`| training step / forward | ${stepMs.toFixed(0)} / ${fwdMs.toFixed(0)} ms = ${(stepMs / fwdMs).toFixed(2)} | <= 3.5 |`);
+  line(`| oneshot batch 64, 1 worker thread | ${one.toFixed(1)} images/s | |`);
+  line(`| oneshot batch 64, 2 worker threads | ${two.toFixed(1)} images/s (${(two / one).toFixed(2)}x) | >= 1.8x |`);
+}

@@ -1,0 +1,77 @@
+/** Shared CLI option parsing (node:util parseArgs) and conversions into typed options. */
+import { parseArgs } from 'node:util';
+import type { PurifyOptions } from '../purify/index.js';
+
+export const OPTIONS = {
+  output: { type: 'string', short: 'o' },
+  model: { type: 'string' },
+  mode: { type: 'string' },
+  't-star': { type: 'string' },
+  steps: { type: 'string' },
+  sampler: { type: 'string' },
+  sigma: { type: 'string' },
+  seed: { type: 'string' },
+  draws: { type: 'string' },
+  'keep-size': { type: 'boolean' },
+  fit: { type: 'string' },
+  purify: { type: 'boolean' },
+  json: { type: 'boolean' },
+  dataset: { type: 'string' },
+  split: { type: 'string' },
+  count: { type: 'string' },
+  skip: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  lr: { type: 'string' },
+  out: { type: 'string' },
+  checkpoint: { type: 'string' },
+  'noise-sigma': { type: 'string' },
+  variant: { type: 'string' },
+  base: { type: 'string' },
+  n0: { type: 'string' },
+  n: { type: 'string' },
+  alpha: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  workers: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export type Flags = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+export class UsageError extends Error {
+  readonly code = 'USAGE';
+}
+
+export function parse(argv: string[]): { positionals: string[]; flags: Flags } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    return { positionals, flags: values as Flags };
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+export function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  return x;
+}
+
+export function numList(v: string | undefined, name: string): number[] | undefined {
+  return v === undefined ? undefined : v.split(',').map((s) => num(s.trim(), name) as number);
+}
+
+export function purifyOptions(f: Flags): PurifyOptions {
+  const o: PurifyOptions = {};
+  if (f.model) o.model = f.model;
+  if (f.mode) o.mode = f.mode as PurifyOptions['mode'];
+  if (f['t-star']) o.tStar = num(f['t-star'], 't-star');
+  if (f.steps) o.steps = num(f.steps, 'steps');
+  if (f.sampler) o.sampler = f.sampler as PurifyOptions['sampler'];
+  if (f.sigma) o.sigma = num(f.sigma, 'sigma');
+  if (f.seed) o.seed = num(f.seed, 'seed');
+  if (f.draws) o.draws = num(f.draws, 'draws');
+  return o;
+}

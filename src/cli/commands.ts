@@ -1,0 +1,168 @@
+/** The CLI's commands. Each returns an exit code; results go to stdout (JSON with --json), progress to stderr. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf } from '../backend/index.js';
+import { loadDataset, loadFixture, take, type Dataset, type DatasetName } from '../data/index.js';
+import { createPurifier, loadClassifier, loadDiffusionModel, decodeImage, type ImagePurifier } from '../purify/index.js';
+import type { Classifier } from '../types.js';
+import { Progress } from '../util/progress.js';
+import { UsageError, num, numList, purifyOptions, type Flags } from './args.js';
+
+type Command = (pos: string[], f: Flags) => Promise<number | void>;
+
+const out = (f: Flags, obj: Record<string, unknown>, text: string) => process.stdout.write(f.json ? `${JSON.stringify(obj)}\n` : `${text}\n`);
+
+function datasetOf(f: Flags): DatasetName {
+  const d = f.dataset ?? 'fashion-mnist';
+  if (d !== 'fashion-mnist' && d !== 'mnist') throw new UsageError(`--dataset must be fashion-mnist or mnist, got "${d}"`);
+  return d;
+}
+
+export function loadSplit(f: Flags): Dataset {
+  const split = f.split ?? 'val';
+  const ds = split === 'fixture' ? loadFixture() : loadDataset(datasetOf(f), split as 'val' | 'test' | 'train');
+  const count = num(f.count, 'count');
+  return count ? take(ds, count) : ds;
+}
+
+/** Accuracy of `clf` on `ds`, after `purifier` when given (majority vote over its draws). */
+export function evaluate(clf: Classifier, ds: Dataset, purifier?: ImagePurifier, batchSize = 50, label = 'eval'): number {
+  let correct = 0;
+  const bar = new Progress(ds.count, label);
+  for (let s = 0; s < ds.count; s += batchSize) {
+    const e = Math.min(ds.count, s + batchSize);
+    const size = ds.shape[0] * ds.shape[1] * ds.shape[2];
+    const x = tf.tensor4d(ds.images.subarray(s * size, e * size), [e - s, ...ds.shape]);
+    let labels: Int32Array;
+    if (purifier) labels = purifier.classify(clf, x).labels;
+    else labels = tf.tidy(() => clf.predict(x).argMax(-1).dataSync() as Int32Array);
+    x.dispose();
+    for (let i = 0; i < labels.length; i++) if (labels[i] === ds.labels[s + i]) correct++;
+    bar.update(e);
+  }
+  bar.done();
+  return correct / ds.count;
+}
+
+const purify: Command = async (pos, f) => {
+  const [input] = pos;
+  if (!input || !f.output) throw new UsageError('usage: advpurify purify <in> -o <out.png> [--mode --t-star --steps --seed]');
+  const p = await createPurifier(purifyOptions(f));
+  const t0 = performance.now();
+  const r = await p.purifyImage(readFileSync(input), { keepSize: f['keep-size'], fit: f.fit as 'contain' | undefined });
+  r.tensor.dispose();
+  writeFileSync(f.output, r.png);
+  const ms = performance.now() - t0;
+  out(f, { input, output: f.output, mode: p.options.mode, tStar: p.options.tStar, steps: p.options.steps, width: r.width, height: r.height, ms },
+    `${f.output}: ${r.width}x${r.height}, mode ${p.options.mode}, ${ms.toFixed(0)} ms`);
+};
+
+const classify: Command = async (pos, f) => {
+  const [input] = pos;
+  if (!input) throw new UsageError('usage: advpurify classify <in> [--purify ...] [--json]');
+  const model = f.model ?? 'fashion-mnist';
+  const clf = await loadClassifier(model, f.variant ?? 'classifier');
+  const p = await createPurifier({ ...purifyOptions(f), mode: f.purify ? (purifyOptions(f).mode ?? 'diffpure') : 'none' });
+  const [h, w, c] = clf.inputShape;
+  const dec = await decodeImage(readFileSync(input), { height: h, width: w, channels: c as 1 | 3 });
+  const r = p.classify(clf, dec.tensor);
+  dec.tensor.dispose();
+  const probs = Array.from(r.probabilities);
+  const label = r.labels[0];
+  out(f, { label, className: clf.classNames[label], probabilities: probs, votes: Array.from(r.votes), mode: p.options.mode, draws: p.options.draws },
+    `${clf.classNames[label]} (class ${label}, p=${probs[label].toFixed(3)}${p.options.mode !== 'none' ? `, after ${p.options.mode} x${p.options.draws}` : ''})`);
+};
+
+const evalCmd: Command = async (_pos, f) => {
+  const ds = loadSplit(f);
+  const clf = await loadClassifier(f.model ?? datasetOf(f), f.variant ?? 'classifier');
+  const opts = purifyOptions(f);
+  const p = opts.mode && opts.mode !== 'none' ? await createPurifier({ ...opts, model: f.model ?? datasetOf(f) }) : undefined;
+  const t0 = performance.now();
+  const acc = evaluate(clf, ds, p, 50, `eval ${p ? p.options.mode : 'clean'}`);
+  const s = (performance.now() - t0) / 1000;
+  out(f, { dataset: ds.name, count: ds.count, mode: p?.options.mode ?? 'none', tStar: p?.options.tStar, steps: p?.options.steps, sampler: p?.options.sampler, draws: p?.options.draws, accuracy: acc, seconds: s },
+    `${ds.name} (${ds.count}): accuracy ${(100 * acc).toFixed(2)}% [${p ? `${p.options.mode} t*=${p.t} steps=${p.options.steps} ${p.options.sampler} draws=${p.options.draws}` : 'no purification'}] ${s.toFixed(1)} s`);
+};
+
+const train: Command = async (pos, f) => {
+  const what = pos[0];
+  const dataset = datasetOf(f);
+  const seed = num(f.seed, 'seed') ?? 1;
+  const { initBackend } = await import('../backend/index.js');
+  await initBackend();
+  if (what === 'classifier') {
+    const { trainClassifier } = await import('../train/classifier.js');
+    const variant = f.variant ?? 'classifier';
+    const r = await trainClassifier({
+      dataset, seed, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
+      epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
+      noiseSigma: num(f['noise-sigma'], 'noise-sigma'),
+    });
+    out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%`);
+  } else if (what === 'diffusion') {
+    const { trainDiffusion } = await import('../train/diffusion.js');
+    await trainDiffusion({
+      dataset, seed, out: f.out ?? join('models', dataset, 'diffusion'), checkpoint: f.checkpoint ?? join('runs', dataset, 'diffusion.ckpt'),
+      steps: num(f.steps, 'steps') ?? 20000, batchSize: num(f['batch-size'], 'batch-size') ?? 64, lr: num(f.lr, 'lr') ?? 1e-3, checkpointEvery: 100,
+    });
+  } else throw new UsageError('usage: advpurify train classifier|diffusion --dataset fashion-mnist|mnist [...]');
+};
+
+const certify: Command = async (_pos, f) => {
+  const { runCertify, denoisedBase, noisyBase } = await Promise.all([import('../../certify/run.js'), import('../../certify/bases.js')]).then(([a, b]) => ({ ...a, ...b }));
+  const dataset = datasetOf(f);
+  const ds = f.split === 'fixture' ? loadFixture() : loadDataset(dataset, (f.split as 'test') ?? 'test');
+  const sigmas = numList(f.sigma, 'sigma') ?? [0.25, 0.5, 1.0];
+  const baseNames = (f.base ?? 'dds').split(',');
+  const clf = await loadClassifier(dataset);
+  const logits = (x: tf.Tensor4D) => clf.predict(x);
+  const bases: Record<string, (sigma: number) => Promise<import('../../certify/core.js').BaseClassifier>> = {};
+  for (const b of baseNames) {
+    if (b === 'dds') {
+      const dm = await loadDiffusionModel(dataset);
+      bases.dds = async (sigma) => denoisedBase(dm.diffusion, dm.eps, logits, { sigma });
+    } else if (b === 'noisy') {
+      // Cohen et al.: a classifier trained with Gaussian noise at this sigma (models/<dataset>/classifier-noise<sigma>), else the plain one
+      bases.noisy = async (sigma) => {
+        let c: Classifier = clf;
+        try {
+          c = await loadClassifier(dataset, `classifier-noise${sigma}`);
+        } catch {
+          process.stderr.write(`certify: no classifier-noise${sigma} for ${dataset}; the noisy base uses the ordinary classifier\n`);
+        }
+        return noisyBase((x) => c.predict(x));
+      };
+    } else throw new UsageError(`unknown --base ${b} (dds, noisy)`);
+  }
+  const outDir = f.out ?? join('runs', dataset, 'certify');
+  let lastLine = 0;
+  const r = await runCertify({
+    dataset: ds, sigmas, bases, n0: num(f.n0, 'n0') ?? 100, n: num(f.n, 'n') ?? 10000, alpha: num(f.alpha, 'alpha') ?? 0.001,
+    count: num(f.count, 'count') ?? 100, skip: num(f.skip, 'skip') ?? 1, batchSize: num(f['batch-size'], 'batch-size') ?? 500,
+    seed: num(f.seed, 'seed'), outDir,
+    onProgress: (p) => {
+      if (Date.now() - lastLine > 10000 || p.done === p.total) {
+        lastLine = Date.now();
+        process.stderr.write(`certify ${p.base} sigma=${p.sigma}: ${p.done}/${p.total}\n`);
+      }
+    },
+  });
+  process.stdout.write(f.json ? `${JSON.stringify(r.report)}\n` : readFileSync(r.files.markdown, 'utf8'));
+};
+
+const bench: Command = async (pos) => {
+  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf');
+  const { runPerfBench } = await import('../bench/perf.js');
+  await runPerfBench();
+};
+
+const serve: Command = async (_pos, f) => {
+  const { startServer } = await import('../server/index.js');
+  const port = num(f.port, 'port') ?? (process.env.PORT ? Number(process.env.PORT) : 3000);
+  const s = await startServer({ port, host: f.host, model: f.model, workers: num(f.workers, 'workers') });
+  process.stderr.write(`advpurify: serving on ${s.url}\n`);
+  await new Promise(() => {});
+};
+
+export const COMMANDS: Record<string, Command> = { purify, classify, eval: evalCmd, train, certify, bench, serve };

@@ -1,0 +1,50 @@
+/**
+ * `advpurify` command line:
+ *   advpurify purify in.png -o out.png [--mode diffpure|oneshot|none --t-star N --steps K --sampler ddpm|ddim --sigma S --seed N --keep-size]
+ *   advpurify classify in.png [--purify --draws K ...] [--json]
+ *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
+ *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant]
+ *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1
+ *   advpurify bench perf
+ *   advpurify serve [--port 3000 --workers N --model DIR]
+ * Errors print one line and exit 1 (2 for usage errors); `--json` prints machine-readable results on stdout.
+ */
+import { UsageError, parse } from './args.js';
+import { COMMANDS } from './commands.js';
+
+const HELP = `usage: advpurify <command> [options]
+commands:
+  purify <in> -o <out>     purify an image file (PNG out)
+  classify <in>            classify an image file, optionally after --purify
+  eval                     accuracy of the shipped classifier with/without purification on a data split
+  train classifier|diffusion  train a model (checkpoints and resumes)
+  certify                  randomized-smoothing certification (Cohen et al.; denoised smoothing)
+  bench perf               throughput / FLOP-rate benchmark
+  serve                    HTTP server (same as npm start)
+run 'advpurify <command> --help' for the command's options (see README).`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return cmd ? 0 : 2;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) {
+    process.stderr.write(`advpurify: unknown command "${cmd}"\n${HELP}\n`);
+    return 2;
+  }
+  try {
+    const { positionals, flags } = parse(rest);
+    if (flags.help) {
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    }
+    return (await run(positionals, flags)) ?? 0;
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    process.stderr.write(`advpurify ${cmd}: ${err.code ? `[${err.code}] ` : ''}${err.message}\n`);
+    if (process.env.ADVPURIFY_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
