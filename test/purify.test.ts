@@ -1,0 +1,142 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import sharp from 'sharp';
+import { deflateSync } from 'node:zlib';
+import { tf } from '../src/backend/index.js';
+import { createPurifier, purify, PurifyError, type ImagePurifier } from '../src/purify/index.js';
+import { loadFixture, batch } from '../src/data/index.js';
+
+const fixture = loadFixture();
+const codeOf = async (p: Promise<unknown> | (() => unknown)): Promise<string | undefined> => {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    expect(e).toBeInstanceOf(PurifyError);
+    return (e as PurifyError).code;
+  }
+  return undefined;
+};
+
+/** A real PNG of fixture image i (through sharp, as a user would send it). */
+async function fixturePng(i: number): Promise<Buffer> {
+  const px = Buffer.from(fixture.images.subarray(i * 784, (i + 1) * 784).map((v) => Math.round(v * 255)));
+  return sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+}
+
+/** A PNG whose IHDR claims width x height, with a valid CRC but no image data (decompression-bomb header). */
+function pngHeader(width: number, height: number): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (b: Buffer) => {
+    let c = 0xffffffff;
+    for (const x of b) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // grayscale
+  // one small compressed row of zeros stands in for the (never decoded) 900-megapixel body
+  const idat = deflateSync(Buffer.alloc(width + 1));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]);
+}
+
+describe('purify() with the shipped Fashion-MNIST diffusion model', () => {
+  let diff: ImagePurifier;
+  let one: ImagePurifier;
+  beforeAll(async () => {
+    diff = await createPurifier({ mode: 'diffpure', tStar: 100, steps: 2 });
+    one = await createPurifier({ mode: 'oneshot', sigma: 0.25 });
+  });
+
+  it('keeps shape and range for every mode, and leaks no tensors', async () => {
+    const { x, y } = batch(fixture, [0, 1, 2, 3]);
+    const none = await createPurifier({ mode: 'none' });
+    const before = tf.memory().numTensors;
+    for (const p of [diff, one, none]) {
+      const out = p.purify(x);
+      expect(out.shape).toEqual([4, 28, 28, 1]);
+      const [lo, hi] = tf.tidy(() => [out.min().dataSync()[0], out.max().dataSync()[0]]);
+      expect(lo).toBeGreaterThanOrEqual(0);
+      expect(hi).toBeLessThanOrEqual(1);
+      tf.dispose(out);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, y]);
+  });
+
+  it('is reproducible with a seed and different without one', () => {
+    const { x, y } = batch(fixture, [5, 6]);
+    const a = diff.purify(x, { seed: 42 });
+    const b = diff.purify(x, { seed: 42 });
+    const c = diff.purify(x);
+    const d = diff.purify(x);
+    expect(tf.max(tf.abs(a.sub(b))).dataSync()[0]).toBe(0);
+    expect(tf.max(tf.abs(c.sub(d))).dataSync()[0]).toBeGreaterThan(1e-3);
+    tf.dispose([x, y, a, b, c, d]);
+  });
+
+  it('is differentiable end to end (attacks need gradients through every reverse step)', () => {
+    const { x, y } = batch(fixture, [7]);
+    const g = tf.grad((inp: tf.Tensor) => diff.purify(inp as tf.Tensor4D, { seed: 1 }).mean())(x);
+    const norm = g.abs().sum().dataSync()[0];
+    expect(Number.isFinite(norm)).toBe(true);
+    expect(norm).toBeGreaterThan(0);
+    tf.dispose([x, y, g]);
+  });
+
+  it('takes real image files (PNG, JPEG, WebP, RGB with alpha, any size) and returns a PNG', async () => {
+    const png = await fixturePng(0);
+    const big = await sharp(png).resize(113, 97, { fit: 'fill' }).toColourspace('srgb').ensureAlpha().webp().toBuffer();
+    const jpg = await sharp(png).resize(56, 56).jpeg({ quality: 80 }).toBuffer();
+    for (const buf of [png, big, jpg]) {
+      const r = await one.purifyImage(buf);
+      expect(r.tensor.shape).toEqual([1, 28, 28, 1]);
+      const meta = await sharp(r.png).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['png', 28, 28]);
+      r.tensor.dispose();
+    }
+    const kept = await one.purifyImage(big, { keepSize: true });
+    const meta = await sharp(kept.png).metadata();
+    expect([meta.width, meta.height]).toEqual([113, 97]);
+    kept.tensor.dispose();
+    // the one-call API
+    const out = await purify(png, { mode: 'oneshot', sigma: 0.25, seed: 3 });
+    expect((await sharp(out).metadata()).format).toBe('png');
+  });
+
+  it('rejects bad input with typed errors', async () => {
+    expect(await codeOf(one.purifyImage(Buffer.from('definitely not an image')))).toBe('DECODE_FAILED');
+    expect(await codeOf(one.purifyImage(Buffer.alloc(0)))).toBe('DECODE_FAILED');
+    const png = await fixturePng(1);
+    expect(await codeOf(one.purifyImage(png.subarray(0, 40)))).toBe('DECODE_FAILED');
+    expect(await codeOf(one.purifyImage(pngHeader(30000, 30000)))).toBe('TOO_MANY_PIXELS');
+    expect(await codeOf(() => one.purify(tf.zeros([28, 28, 1]) as unknown as tf.Tensor4D))).toBe('BAD_SHAPE');
+    expect(await codeOf(() => one.purify(tf.zeros([1, 32, 32, 1]) as tf.Tensor4D))).toBe('BAD_SHAPE');
+    expect(await codeOf(() => one.purify(tf.fill([1, 28, 28, 1], NaN) as tf.Tensor4D))).toBe('BAD_VALUES');
+    expect(await codeOf(() => one.purify(tf.fill([1, 28, 28, 1], 1.5) as tf.Tensor4D))).toBe('BAD_VALUES');
+    expect(await codeOf(() => one.purify('x' as unknown as tf.Tensor4D))).toBe('BAD_INPUT');
+    expect(await codeOf(createPurifier({ model: 'imagenet' }))).toBe('UNKNOWN_MODEL');
+    expect(await codeOf(createPurifier({ mode: 'magic' as 'none' }))).toBe('UNKNOWN_MODE');
+    for (const bad of [{ tStar: 0 }, { tStar: 1001 }, { tStar: 1.5 }, { steps: 0 }, { tStar: 10, steps: 11 }, { draws: 0 }, { draws: 1000 }, { sigma: -1 }, { seed: -3 }, { sampler: 'euler' }]) {
+      const code = await codeOf(createPurifier(bad as never));
+      expect(code, JSON.stringify(bad)).toBe('BAD_OPTION');
+    }
+    try {
+      await createPurifier({ steps: 0 });
+    } catch (e) {
+      expect((e as PurifyError).field).toBe('steps');
+    }
+  });
+});
