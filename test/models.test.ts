@@ -1,0 +1,66 @@
+/**
+ * The shipped Fashion-MNIST models do their job: the classifier is accurate on the committed
+ * fixture (first 1,000 test images), and stays accurate after the default purification.
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { tf } from '../src/backend/index.js';
+import { createPurifier, loadClassifier, type ImagePurifier } from '../src/purify/index.js';
+import { loadFixture, take } from '../src/data/index.js';
+import { evaluate } from '../src/cli/commands.js';
+import type { CnnClassifier } from '../src/models/classifier.js';
+import { loadWeights, toHalf, fromHalf } from '../src/models/weights.js';
+import { statSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { modelsDir } from '../src/models/paths.js';
+
+describe('shipped models', () => {
+  let clf: CnnClassifier;
+  let purifier: ImagePurifier;
+  const fixture = loadFixture();
+  beforeAll(async () => {
+    clf = await loadClassifier('fashion-mnist');
+    purifier = await createPurifier({ model: 'fashion-mnist', seed: 2026 });
+  });
+
+  it('fit the 10 MB budget', () => {
+    let bytes = 0;
+    for (const d of readdirSync(modelsDir())) for (const f of readdirSync(join(modelsDir(), d))) bytes += statSync(join(modelsDir(), d, f)).size;
+    expect(bytes).toBeLessThan(10 * 1024 * 1024);
+  });
+
+  it('classifier: >= 90% on the 1,000-image fixture', () => {
+    const acc = evaluate(clf, fixture);
+    expect(acc).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('classifier after the default purification: >= 87% on the fixture', () => {
+    const before = tf.memory().numTensors;
+    const acc = evaluate(clf, fixture, purifier);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(acc).toBeGreaterThanOrEqual(0.87);
+  }, 900_000);
+
+  it('classifier logits are differentiable with respect to the input', () => {
+    const x = tf.tensor4d(take(fixture, 2).images, [2, 28, 28, 1]);
+    const g = tf.grad((v: tf.Tensor) => clf.predict(v as tf.Tensor4D).max())(x);
+    expect(g.abs().sum().dataSync()[0]).toBeGreaterThan(0);
+    tf.dispose([x, g]);
+  });
+});
+
+describe('weights format', () => {
+  it('float16 round-trips within half precision', () => {
+    for (const v of [0, 1, -2.5, 0.1, 65504, 6e-5, 1e-7, -0.33333]) {
+      const r = fromHalf(toHalf(v));
+      expect(Math.abs(r - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 1e-3, 6e-8));
+    }
+  });
+
+  it('the shipped diffusion weights load with the documented metadata', () => {
+    const { meta, tensors } = loadWeights<{ kind: string; T: number }>(join(modelsDir(), 'fashion-mnist', 'diffusion'));
+    expect(meta.kind).toBe('ddpm-unet');
+    expect(meta.T).toBe(1000);
+    expect(Object.keys(tensors).length).toBeGreaterThan(50);
+    tf.dispose(Object.values(tensors));
+  });
+});
