@@ -15,6 +15,7 @@ export const OPTIONS = {
   'keep-size': { type: 'boolean' },
   fit: { type: 'string' },
   purify: { type: 'boolean' },
+  denoise: { type: 'boolean' },
   json: { type: 'boolean' },
   dataset: { type: 'string' },
   split: { type: 'string' },

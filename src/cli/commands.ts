@@ -75,6 +75,14 @@ const classify: Command = async (pos, f) => {
 
 const evalCmd: Command = async (_pos, f) => {
   const ds = loadSplit(f);
+  if (f.denoise) {
+    const { denoisingPsnr } = await import('../bench/quality.js');
+    const dm = await loadDiffusionModel(f.model ?? datasetOf(f));
+    const rows = denoisingPsnr(dm, ds, numList(f.sigma, 'sigma') ?? [0.25, 0.5, 1.0], num(f.seed, 'seed') ?? 0);
+    const text = ['| sigma | t | noisy PSNR (dB) | denoised PSNR (dB) |', '|---|---|---|---|', ...rows.map((r) => `| ${r.sigma} | ${r.t} | ${r.noisyPsnr.toFixed(2)} | ${r.denoisedPsnr.toFixed(2)} |`)];
+    out(f, { dataset: ds.name, count: ds.count, rows }, `${ds.name} (${ds.count} images)\n${text.join('\n')}`);
+    return;
+  }
   const clf = await loadClassifier(f.model ?? datasetOf(f), f.variant ?? 'classifier');
   const opts = purifyOptions(f);
   const p = opts.mode && opts.mode !== 'none' ? await createPurifier({ ...opts, model: f.model ?? datasetOf(f) }) : undefined;
