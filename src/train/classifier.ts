@@ -37,6 +37,47 @@ export function accuracy(predict: (x: Tensor4D) => tf.Tensor2D, ds: Dataset, bat
   return correct / ds.count;
 }
 
+/**
+ * Set every batch-norm layer's moving mean/variance to the exact population statistics of `n`
+ * un-augmented training images, layer by layer in inference mode (BN recalibration). This makes
+ * inference match what the network was trained on, independent of the moving averages' lag.
+ */
+export function recalibrateBatchNorm(model: tf.Sequential, ds: Dataset, n = 4096, batchSize = 256): void {
+  const layers = model.layers;
+  const count = Math.min(n, ds.count);
+  for (let k = 0; k < layers.length; k++) {
+    const bn = layers[k];
+    if (bn.getClassName() !== 'BatchNormalization') continue;
+    let sum: tf.Tensor | undefined;
+    let sumSq: tf.Tensor | undefined;
+    let m = 0;
+    for (let s = 0; s < count; s += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, count - s) }, (_, i) => s + i);
+      const [a, b] = tf.tidy(() => {
+        const { x, y } = batch(ds, idx);
+        y.dispose();
+        let h: tf.Tensor = x;
+        for (let j = 0; j < k; j++) h = layers[j].apply(h, { training: false }) as tf.Tensor;
+        return [h.sum([0, 1, 2]), h.square().sum([0, 1, 2])];
+      });
+      m += idx.length;
+      sum = sum ? tf.tidy(() => sum!.add(a)) : a.clone();
+      sumSq = sumSq ? tf.tidy(() => sumSq!.add(b)) : b.clone();
+      tf.dispose([a, b]);
+    }
+    const [h, w] = ((layers[k].input as tf.SymbolicTensor).shape.slice(1, 3) as number[]);
+    const total = m * h * w;
+    tf.tidy(() => {
+      const mean = sum!.div(total);
+      const variance = sumSq!.div(total).sub(mean.square()).relu();
+      const byName = (suffix: string) => bn.weights.find((w) => w.originalName.endsWith(suffix))!;
+      byName('moving_mean').write(mean);
+      byName('moving_variance').write(variance);
+    });
+    tf.dispose([sum!, sumSq!]);
+  }
+}
+
 export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valAcc: number }> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const train = loadDataset(o.dataset, 'train');
@@ -93,6 +134,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
       bar.update(s + 1, `loss ${lossSum.toFixed(3)}`);
     }
     bar.done();
+    recalibrateBatchNorm(model, train);
     const noisyPredict = (x: Tensor4D) => tf.tidy(() => clf.predict(o.noiseSigma ? (x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', 1)) as Tensor4D) : x));
     const valAcc = accuracy(noisyPredict, val);
     log(`epoch ${epoch + 1}: loss ${lossSum.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}`);
