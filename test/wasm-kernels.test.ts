@@ -31,7 +31,7 @@ function grads(c: Case, backend: string, x: Float32Array, wv: Float32Array, dyv:
   return out;
 }
 
-function maxRelErr(a: Float32Array, b: Float32Array): number {
+function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let maxAbs = 0;
   let scale = 0;
   for (let i = 0; i < a.length; i++) {
@@ -75,7 +75,7 @@ describe('wasm training kernels match the cpu backend', () => {
     const loss = () => tf.tidy(() => tf.fused.conv2d({ x, filter: w as unknown as tf.Tensor4D, strides: 2, pad: 'same', activation: 'relu' }).square().mean() as tf.Scalar);
     const value = () => { const t = loss(); const v = t.dataSync()[0]; t.dispose(); return v; };
     const l0 = value();
-    for (let i = 0; i < 10; i++) tf.dispose(opt.minimize(loss, true));
+    for (let i = 0; i < 10; i++) tf.dispose(opt.minimize(loss, true) ?? []);
     const l1 = value();
     expect(l1).toBeLessThan(l0);
     tf.dispose([w, x]);
