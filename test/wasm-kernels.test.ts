@@ -120,3 +120,30 @@ describe('wasm reductions and matmuls match the cpu backend', () => {
     expect(maxRelErr(r2.got.data, r2.ref.data)).toBeLessThan(1e-5);
   });
 });
+
+describe('batch-norm gradient override', () => {
+  it('matches central finite differences for x, mean, variance, scale and offset', () => {
+    const prev = tf.getBackend();
+    tf.setBackend('cpu');
+    const x = tf.randomNormal([2, 3, 3, 4], 0, 1, 'float32', 1);
+    const w = tf.randomNormal([2, 3, 3, 4], 0, 1, 'float32', 2);
+    const args = [x, tf.tensor1d([0.1, -0.2, 0.3, 0]), tf.tensor1d([1, 2, 0.5, 1.5]), tf.tensor1d([1, 0.5, 2, 1]), tf.tensor1d([0, 1, 0, -1])];
+    const f = (xx: tf.Tensor, m: tf.Tensor, v: tf.Tensor, s: tf.Tensor, o: tf.Tensor) => tf.batchNorm(xx, m, v, o, s, 1e-3).mul(w).sum();
+    const g = tf.grads(f)(args);
+    g.forEach((gi, k) => {
+      const base = args[k].dataSync();
+      for (let i = 0; i < Math.min(base.length, 6); i++) {
+        const h = 1e-3;
+        const at = (delta: number) => {
+          const p = base.slice();
+          p[i] += delta;
+          return tf.tidy(() => f(...(args.map((a, j) => (j === k ? tf.tensor(p, a.shape) : a)) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])).dataSync()[0]);
+        };
+        const numeric = (at(h) - at(-h)) / (2 * h);
+        expect(Math.abs(numeric - gi.dataSync()[i])).toBeLessThan(2e-2 * Math.max(1, Math.abs(numeric)));
+      }
+    });
+    tf.dispose([...args, ...g, w]);
+    tf.setBackend(prev);
+  });
+});

@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { tf, initBackend } from '../backend/index.js';
-import { createPurifier, type PurifyOptions } from '../purify/index.js';
+import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 
 function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
@@ -90,6 +90,24 @@ export async function runPerfBench(): Promise<void> {
   tf.dispose([x, t, cx, cw, e, ...Object.values(vars)]);
   opt.dispose();
 
+  // certification throughput: noise samples per second through each base classifier
+  const { noisyBase, denoisedBase } = await import('../../certify/bases.js');
+  const { Smooth } = await import('../../certify/core.js');
+  const clf = await loadClassifier('fashion-mnist');
+  const logits = (v: tf.Tensor4D) => clf.predict(v);
+  const x1 = tf.randomUniform([1, 28, 28, 1]) as tf.Tensor4D;
+  const certRate = async (base: import('../../certify/core.js').BaseClassifier, n: number) => {
+    const smooth = new Smooth(base, 0.5, 10);
+    await smooth.sampleNoise(x1, 100, 100, 1); // warm-up
+    const t0 = performance.now();
+    await smooth.sampleNoise(x1, n, 500, 2);
+    return n / ((performance.now() - t0) / 1000);
+  };
+  const noisyRate = await certRate(noisyBase(logits), 5000);
+  const ddsRate = await certRate(denoisedBase(p.model.diffusion, p.model.eps, logits, { sigma: 0.5 }), 1000);
+  x1.dispose();
+  clf.dispose();
+
   // worker threads
   const threadOpts: PurifyOptions = { mode: 'oneshot', sigma: 0.25 };
   const one = await threaded(1, 10, 64, threadOpts);
@@ -102,6 +120,8 @@ export async function runPerfBench(): Promise<void> {
   line(`| wasm Conv2D ${B}x28x28x${cfg.ch} 3x3 | ${convMs.toFixed(1)} ms, ${convGflops.toFixed(1)} GFLOP/s | |`);
   line(`| forward FLOP rate / Conv2D rate | ${(unetGflops / convGflops).toFixed(2)} | >= 0.7 |`);
   line(`| training step / forward | ${stepMs.toFixed(0)} / ${fwdMs.toFixed(0)} ms = ${(stepMs / fwdMs).toFixed(2)} | <= 3.5 |`);
+  line(`| certification, noisy base (sigma 0.5) | ${noisyRate.toFixed(0)} noise samples/s | |`);
+  line(`| certification, dds base (sigma 0.5) | ${ddsRate.toFixed(0)} noise samples/s (${(ddsRate / noisyRate).toFixed(2)}x noisy) | >= 0.4x |`);
   line(`| oneshot batch 64, 1 worker thread | ${one.toFixed(1)} images/s | |`);
   line(`| oneshot batch 64, 2 worker threads | ${two.toFixed(1)} images/s (${(two / one).toFixed(2)}x) | >= 1.8x |`);
 }
