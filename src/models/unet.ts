@@ -78,7 +78,8 @@ function groupNorm(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps = 1e-5
 }
 
 function conv(p: Params, name: string, x: Tensor4D, stride = 1): Tensor4D {
-  return tf.conv2d(x, p[`${name}/w`] as Tensor4D, stride, 'same').add(p[`${name}/b`]) as Tensor4D;
+  // bias fused into the wasm conv kernel (saves a full-size Add per conv)
+  return tf.fused.conv2d({ x, filter: p[`${name}/w`] as Tensor4D, strides: stride, pad: 'same', bias: p[`${name}/b`] });
 }
 
 function dense(p: Params, name: string, x: Tensor): tf.Tensor2D {
