@@ -73,19 +73,23 @@ export class Purifier {
     const d = this.model.diffusion;
     const { tStar, steps, sampler } = this.options;
     const ts = d.respace(tStar, steps);
-    return tf.tidy(() => {
-      let xt = d.qSample(toModelScale(x), tStar, this.noise(x.shape, rng));
-      let x0 = xt;
-      for (let i = 0; i < ts.length; i++) {
-        const t = ts[i];
-        const tPrev = i + 1 < ts.length ? ts[i + 1] : 0;
-        const eps = this.epsAt(xt, t);
-        x0 = d.predictX0(xt, t, eps);
-        if (tPrev === 0) break;
-        xt = sampler === 'ddim' ? d.ddimStep(t, tPrev, x0, d.predictEps(xt, t, x0)) : d.ddpmStep(xt, t, tPrev, x0, this.noise(x.shape, rng));
-      }
-      return fromModelScale(x0);
-    });
+    // One tidy per reverse step: only x_t survives a step, so memory stays at one U-Net pass
+    // (a single tidy around all steps held every intermediate and exhausted the 4 GB wasm heap
+    // at batch 64). Under a gradient tape the tape keeps what backprop needs.
+    let xt = tf.tidy(() => d.qSample(toModelScale(x), tStar, this.noise(x.shape, rng)));
+    for (let i = 0; i < ts.length; i++) {
+      const t = ts[i];
+      const tPrev = i + 1 < ts.length ? ts[i + 1] : 0;
+      const prev = xt;
+      xt = tf.tidy(() => {
+        const eps = this.epsAt(prev, t);
+        const x0 = d.predictX0(prev, t, eps);
+        if (tPrev === 0) return fromModelScale(x0);
+        return sampler === 'ddim' ? d.ddimStep(t, tPrev, x0, d.predictEps(prev, t, x0)) : d.ddpmStep(prev, t, tPrev, x0, this.noise(x.shape, rng));
+      });
+      prev.dispose();
+    }
+    return xt;
   }
 
   /** Typed checks: rank 4, the model's H/W/C, finite values in [0, 1]. */
