@@ -1,0 +1,63 @@
+/** The `advpurify` command line, run as a user would (a child process on real image files). */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { loadFixture } from '../src/data/index.js';
+
+const root = join(import.meta.dirname, '..');
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', join(root, 'test', 'run-cli.ts'), ...args], { cwd: root, env: { ...process.env, ADVPURIFY_QUIET: '1' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('advpurify CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'advpurify-cli-'));
+  const input = join(dir, 'in.png');
+  beforeAll(async () => {
+    const fx = loadFixture();
+    const px = Buffer.from(fx.images.subarray(0, 784).map((v) => Math.round(v * 255)));
+    writeFileSync(input, await sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).resize(64, 64).png().toBuffer());
+  });
+
+  it('purify writes a PNG and reports JSON', async () => {
+    const out = join(dir, 'out.png');
+    const r = await cli(['purify', input, '-o', out, '--mode', 'oneshot', '--sigma', '0.25', '--seed', '1', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout);
+    expect(res.mode).toBe('oneshot');
+    expect(existsSync(out)).toBe(true);
+    const meta = await sharp(readFileSync(out)).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 28, 28]);
+  });
+
+  it('classify prints a label and probabilities that sum to 1', async () => {
+    const r = await cli(['classify', input, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout);
+    expect(res.label).toBeGreaterThanOrEqual(0);
+    expect(res.label).toBeLessThan(10);
+    expect(res.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+  });
+
+  it('bad input: a clear one-line error and a non-zero exit, never a stack trace', async () => {
+    const junk = join(dir, 'junk.png');
+    writeFileSync(junk, 'not an image at all');
+    const r1 = await cli(['purify', junk, '-o', join(dir, 'x.png')]);
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/DECODE_FAILED/);
+    expect(r1.stderr).not.toMatch(/\n\s+at /);
+    const r2 = await cli(['purify', input, '-o', join(dir, 'y.png'), '--steps', '0']);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(/BAD_OPTION.*steps/);
+    const r3 = await cli(['purify', input, '--bogus']);
+    expect(r3.code).toBe(2);
+    const r4 = await cli(['frobnicate']);
+    expect(r4.code).toBe(2);
+  });
+});
