@@ -4,7 +4,7 @@
  * randomized smoothing: `noiseSigma`). Checkpoints every epoch; resumes; picks the epoch with the
  * best validation accuracy (validation = a split carved from the training data).
  */
-import { tf, type Tensor4D } from '../backend/index.js';
+import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
 import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, type ClassifierMeta } from '../models/classifier.js';
 import { mulberry32, permutation } from '../util/rng.js';
@@ -22,7 +22,18 @@ export interface TrainClassifierOptions {
   seed: number;
   noiseSigma?: number; // Gaussian noise augmentation, pixel scale
   widths?: [number, number, number];
+  /** Adversarial training (Madry et al. 2018): each batch is replaced by perturb(x, y, model) before the loss. */
+  adversary?: BatchAdversary;
+  /** Cap on optimizer steps per epoch (default: one pass over the training set); for smoke runs. */
+  stepsPerEpoch?: number;
   log?: (line: string) => void;
+}
+
+/** Makes a training batch adversarial. Its data fields (eps, steps, ...) are recorded in the saved weights' meta. */
+export interface BatchAdversary {
+  /** x [B,H,W,C] in [0,1], labels y [B] -> perturbed batch (the caller disposes it); `model` is the network being trained. */
+  perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential): Tensor4D;
+  [setting: string]: unknown;
 }
 
 export function accuracy(predict: (x: Tensor4D) => tf.Tensor2D, ds: Dataset, batchSize = 250): number {
@@ -103,7 +114,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
   }
   const size = imageSize(train);
   const [h, w, c] = train.shape;
-  const stepsPerEpoch = Math.floor(train.count / o.batchSize);
+  const stepsPerEpoch = Math.min(Math.floor(train.count / o.batchSize), o.stepsPerEpoch ?? Infinity);
   const totalSteps = stepsPerEpoch * o.epochs;
   const vars = model.trainableWeights.map((v) => v.read() as tf.Variable);
   for (; epoch < o.epochs; epoch++) {
@@ -112,7 +123,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     const bar = new Progress(stepsPerEpoch, `classifier epoch ${epoch + 1}/${o.epochs}`);
     const xb = new Float32Array(o.batchSize * size);
     const yb = new Int32Array(o.batchSize);
-    let lossSum = 0;
+    let lossAvg = NaN; // exponential moving average of the training loss (sampled every 5 steps)
     for (let s = 0; s < stepsPerEpoch; s++, step++) {
       for (let i = 0; i < o.batchSize; i++) {
         const j = order[s * o.batchSize + i];
@@ -121,23 +132,28 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
       }
       (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));
       const noiseSeed = Math.floor(rng() * 2 ** 31);
+      const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model));
       const loss = opt.minimize(() => tf.tidy(() => {
-        let x = tf.tensor4d(xb, [o.batchSize, h, w, c]);
+        let x = adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]);
         if (o.noiseSigma) x = x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', noiseSeed));
         const logits = model.apply(x, { training: true }) as tf.Tensor2D;
         return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(yb, 'int32'), meta.classNames.length), logits) as tf.Scalar;
       }), true, vars);
+      adv?.dispose();
       if (loss) {
-        if (s % 20 === 0) lossSum = 0.9 * lossSum + 0.1 * loss.dataSync()[0] * (lossSum ? 1 : 10);
+        if (s % 5 === 0) {
+          const l = loss.dataSync()[0];
+          lossAvg = Number.isNaN(lossAvg) ? l : 0.8 * lossAvg + 0.2 * l;
+        }
         loss.dispose();
       }
-      bar.update(s + 1, `loss ${lossSum.toFixed(3)}`);
+      bar.update(s + 1, `loss ${lossAvg.toFixed(3)}`);
     }
     bar.done();
     recalibrateBatchNorm(model, train);
     const noisyPredict = (x: Tensor4D) => tf.tidy(() => clf.predict(o.noiseSigma ? (x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', 1)) as Tensor4D) : x));
     const valAcc = accuracy(noisyPredict, val);
-    log(`epoch ${epoch + 1}: loss ${lossSum.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}`);
+    log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}`);
     if (valAcc > best) {
       best = valAcc;
       saveClassifier(o.out, clf, { valAcc, epoch: epoch + 1, trainedWith: { ...o, log: undefined } });
