@@ -1,0 +1,81 @@
+/** Messages between the main thread (PurifyPool) and the purification workers. Plain data only. */
+import type { ResolvedOptions } from '../purify/options.js';
+
+export type TaskKind = 'purify' | 'classify';
+export type Fit = 'contain' | 'fill' | 'cover';
+
+/** What a worker is started with (piscina workerData). */
+export interface WorkerConfig {
+  /** Diffusion weights: shipped name ('fashion-mnist') or a weights path without suffix. */
+  diffusion: string;
+  /** Classifier weights: shipped name or path; null: no classification in this pool. */
+  classifier: string | null;
+  maxBatch: number;
+  maxBatchWaitMs: number;
+  /** BroadcastChannel name for readiness and stats. */
+  channel: string;
+}
+
+export interface Task {
+  kind: TaskKind;
+  image: Uint8Array;
+  options: ResolvedOptions;
+  fit?: Fit;
+  maxPixels?: number;
+  /** purify: resize the PNG back to the input's size */
+  keepSize?: boolean;
+  /** purify: also return the purified pixels (Float32, [draws,H,W,C]) */
+  wantPixels?: boolean;
+}
+
+interface Common {
+  ok: true;
+  width: number;
+  height: number;
+  originalWidth: number;
+  originalHeight: number;
+  /** images purified together with this one (micro-batch size) */
+  batchSize: number;
+  /** worker time for the whole batch, ms */
+  computeMs: number;
+}
+
+export interface PurifyResult extends Common {
+  kind: 'purify';
+  png: Uint8Array;
+  pixels?: Float32Array;
+  shape: [number, number, number, number];
+}
+
+export interface ClassifyResult extends Common {
+  kind: 'classify';
+  index: number;
+  classes: string[];
+  probabilities: number[];
+  votes: number[];
+}
+
+export interface TaskError {
+  ok: false;
+  error: { status: number; code: string; message: string; field?: string };
+}
+
+export type TaskResult = PurifyResult | ClassifyResult | TaskError;
+
+/** BroadcastChannel messages. */
+export type ChannelMessage =
+  | { type: 'ready'; threadId: number; backend: string }
+  | { type: 'init-failed'; threadId: number; code: string; message: string }
+  | { type: 'stats'; id: number }
+  | { type: 'stats-reply'; id: number; stats: WorkerStats };
+
+export interface WorkerStats {
+  threadId: number;
+  ready: boolean;
+  backend: string;
+  numTensors: number;
+  numBytes: number;
+  tasks: number;
+  batches: number;
+  largestBatch: number;
+}
