@@ -9,11 +9,12 @@
  *
  * Images come as multipart (field `image`), a raw image body, or JSON `{ image: base64, options }`.
  * Purification runs in worker threads (see PurifyPool); the event loop only moves bytes.
- * Clients may set options (query or JSON) only if the app allows it (`allowOverrides`).
+ * Clients may set options (query or JSON) only if the app allows it (`allowOverrides`), and may
+ * shorten (never extend) the deadline with an `X-Deadline-Ms` header.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Mode } from '../purify/options.js';
-import { overloaded } from './errors.js';
+import { HttpError, overloaded } from './errors.js';
 import { createInputReader, type ImageFormat } from './input.js';
 import { EventLoopMonitor } from './lag.js';
 import { PurifyPool, type PoolOptions } from './pool.js';
@@ -98,6 +99,16 @@ function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request,
   const lag = o.eventLoopMonitor ?? (ownMonitor ? new EventLoopMonitor(o.maxEventLoopDelayMs ?? 250) : undefined);
   const read = createInputReader({ maxBytes: o.maxBytes ?? 4 * 1024 * 1024 });
 
+  // a client may shorten its deadline (X-Deadline-Ms), never extend it
+  const deadlineFor = (req: Request): number => {
+    const own = o.deadlineMs ?? pool.deadlineMs;
+    const h = req.headers['x-deadline-ms'];
+    if (h === undefined) return own;
+    const v = Number(h);
+    if (!Number.isInteger(v) || v < 1) throw new HttpError(400, 'BAD_HEADER', 'X-Deadline-Ms must be a positive integer (milliseconds)', 'x-deadline-ms');
+    return Math.min(own, v);
+  };
+
   const handler = async (req: Request, res: Response, next: NextFunction) => {
     let task: Task;
     let result: unknown;
@@ -110,7 +121,7 @@ function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request,
       task = { kind, image: input.image, options, fit: o.fit, maxPixels: o.maxPixels, keepSize: o.keepSize, wantPixels: kind === 'purify' };
       const ac = new AbortController();
       res.once('close', () => ac.abort());
-      result = await pool.run(task as Task & { kind: 'purify' }, { signal: ac.signal, deadlineMs: o.deadlineMs });
+      result = await pool.run(task as Task & { kind: 'purify' }, { signal: ac.signal, deadlineMs: deadlineFor(req) });
     } catch (e) {
       return next(e);
     }
