@@ -152,7 +152,7 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
   let server: Server;
   let url: string;
   let png: Buffer;
-  const lag = new EventLoopMonitor(100, 600_000); // the test sets p99Ms itself
+  const lag = new EventLoopMonitor(100, 600_000, 1); // the test sets p99Ms itself
 
   beforeAll(async () => {
     pool = new PurifyPool({ workers: 1, maxBatch: 4 });
@@ -222,10 +222,21 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
   });
 
   it('sheds with 503 + Retry-After while the event loop lags', async () => {
-    lag.p99Ms = 1000;
+    lag.p99Ms = 1e9; // shed fraction 1 - 1e-7
     const r = await send('/lagging');
     expect([r.status, r.headers.get('retry-after')]).toEqual([503, '1']);
     expect(await r.json()).toMatchObject({ error: { code: 'OVERLOADED' } });
+  });
+
+  it('the shed share grows with the delay past the limit', () => {
+    const m = new EventLoopMonitor(100, 600_000);
+    m.p99Ms = 50;
+    expect(m.shedFraction).toBe(0);
+    m.p99Ms = 200;
+    expect(m.shedFraction).toBeCloseTo(0.5);
+    m.p99Ms = 1e6;
+    expect(m.shedFraction).toBe(0.95);
+    m.close();
   });
 
   it('rejects bad app options at mount time', () => {

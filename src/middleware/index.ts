@@ -76,7 +76,7 @@ export interface MiddlewareOptions extends ClientOptions, Omit<PoolOptions, 'dea
   fit?: Fit;
   /** Resize the purified PNG back to the upload's size. */
   keepSize?: boolean;
-  /** Shed (503) while the event loop's p99 delay exceeds this, ms (default 250; 0: off). */
+  /** Shed (503) a share of requests while the event loop's p99 delay exceeds this, ms (default 500; 0: off). */
   maxEventLoopDelayMs?: number;
   /** Share one event-loop monitor (overrides maxEventLoopDelayMs). */
   eventLoopMonitor?: EventLoopMonitor;
@@ -95,8 +95,8 @@ function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request,
   const poolOptions: PoolOptions = { deadlineMs: o.deadlineMs };
   for (const k of POOL_KEYS) if (o[k] !== undefined) (poolOptions as Record<string, unknown>)[k] = o[k];
   const pool = o.pool ?? new PurifyPool(poolOptions);
-  const ownMonitor = !o.eventLoopMonitor && (o.maxEventLoopDelayMs ?? 250) > 0;
-  const lag = o.eventLoopMonitor ?? (ownMonitor ? new EventLoopMonitor(o.maxEventLoopDelayMs ?? 250) : undefined);
+  const ownMonitor = !o.eventLoopMonitor && (o.maxEventLoopDelayMs ?? 500) > 0;
+  const lag = o.eventLoopMonitor ?? (ownMonitor ? new EventLoopMonitor(o.maxEventLoopDelayMs ?? 500) : undefined);
   const read = createInputReader({ maxBytes: o.maxBytes ?? 4 * 1024 * 1024 });
 
   // a client may shorten its deadline (X-Deadline-Ms), never extend it
@@ -113,7 +113,7 @@ function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request,
     let task: Task;
     let result: unknown;
     try {
-      if (lag?.overloaded) throw overloaded('OVERLOADED', 'the server is overloaded; retry later', 1);
+      if (lag?.shouldShed()) throw overloaded('OVERLOADED', 'the server is overloaded; retry later', 1);
       if (pool.saturated) throw overloaded('QUEUE_FULL', 'the purification queue is full; retry later', pool.retryAfterS());
       const input = await read(req, res, allow.length > 0);
       const options = mergeOptions(base, input.client, allow);

@@ -1,6 +1,8 @@
 /**
  * Event-loop delay watch for load shedding: every `intervalMs` the p99 delay of the last window is
- * taken from perf_hooks' histogram; while it is above `maxDelayMs`, `overloaded` is true.
+ * taken from perf_hooks' histogram. Above `maxDelayMs`, a growing share of new requests is shed:
+ * 1 - maxDelayMs / p99 (half at twice the limit), capped at `maxShedFraction`, so a starved process
+ * sheds in proportion instead of refusing everything.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 
@@ -13,6 +15,7 @@ export class EventLoopMonitor {
   constructor(
     readonly maxDelayMs: number,
     intervalMs = 500,
+    readonly maxShedFraction = 0.95,
   ) {
     this.h = monitorEventLoopDelay({ resolution: 10 });
     this.h.enable();
@@ -22,8 +25,15 @@ export class EventLoopMonitor {
     }, intervalMs).unref();
   }
 
-  get overloaded(): boolean {
-    return this.maxDelayMs > 0 && this.p99Ms > this.maxDelayMs;
+  /** Share of new requests to shed now, in [0, maxShedFraction]. */
+  get shedFraction(): number {
+    if (!(this.maxDelayMs > 0) || this.p99Ms <= this.maxDelayMs) return 0;
+    return Math.min(this.maxShedFraction, 1 - this.maxDelayMs / this.p99Ms);
+  }
+
+  /** Decide for one request. */
+  shouldShed(): boolean {
+    return Math.random() < this.shedFraction;
   }
 
   close(): void {
