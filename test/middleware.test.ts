@@ -18,6 +18,7 @@ import {
   parseQueryOptions,
   purifyMiddleware,
   PurifyPool,
+  resolveModel,
   sniffImage,
   toHttpError,
   type ClassifyResponse,
@@ -25,6 +26,8 @@ import {
 import { MicroBatcher } from '../src/middleware/batcher.js';
 import { mergeOptions, OPTION_NAMES } from '../src/middleware/schemas.js';
 import { PurifyError } from '../src/purify/errors.js';
+import { packageRoot } from '../src/data/index.js';
+import { join } from 'node:path';
 
 function thrown(f: () => unknown): unknown {
   try {
@@ -74,6 +77,17 @@ describe('options: JSON Schemas, query coercion, what the app allows', () => {
     expect(mergeOptions({ mode: 'oneshot' }, { draws: 3 }, ['draws'])).toMatchObject({ mode: 'oneshot', draws: 3 });
     expect(thrown(() => mergeOptions({ mode: 'oneshot' }, { mode: 'none' }, ['draws']))).toMatchObject({ code: 'OPTION_NOT_ALLOWED', field: 'mode' });
     expect(thrown(() => mergeOptions({}, { tStar: 4, steps: 8 }, OPTION_NAMES))).toMatchObject({ code: 'BAD_OPTION', field: 'steps' });
+  });
+});
+
+describe('resolveModel', () => {
+  it('takes shipped names as they are and fails fast on a path without weights', () => {
+    expect(resolveModel()).toEqual({ diffusion: 'fashion-mnist', classifier: 'fashion-mnist', classifierOptional: true });
+    expect(resolveModel('mnist', false)).toMatchObject({ classifier: null });
+    expect(resolveModel('fashion-mnist', '/my/clf')).toEqual({ diffusion: 'fashion-mnist', classifier: '/my/clf', classifierOptional: false });
+    expect(thrown(() => resolveModel('/no/such/dir'))).toMatchObject({ code: 'UNKNOWN_MODEL', field: 'model' });
+    const dir = join(packageRoot(), 'models', 'fashion-mnist');
+    expect(resolveModel(dir)).toEqual({ diffusion: join(dir, 'diffusion'), classifier: join(dir, 'classifier'), classifierOptional: true });
   });
 });
 

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { PurifyError } from '../purify/errors.js';
 import { HttpError, overloaded } from './errors.js';
 import type { ChannelMessage, ClassifyResult, PurifyResult, Task, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
 
@@ -69,15 +70,22 @@ interface Entry {
   cleanup: () => void;
 }
 
-/** Resolve `model` to what workers load. Only touches the filesystem; no tfjs in the main thread. */
-export function resolveModel(model = 'fashion-mnist', classifier?: string | false): { diffusion: string; classifier: string | null } {
-  const isPath = model.includes('/') || model.includes('\\');
-  if (isPath && existsSync(model) && statSync(model).isDirectory()) {
-    const clf = classifier ?? join(model, 'classifier');
-    return { diffusion: join(model, 'diffusion'), classifier: clf === false || (classifier === undefined && !existsSync(`${clf}.json`)) ? null : clf };
+/**
+ * Resolve `model` to what workers load. Only touches the filesystem (no tfjs in the main thread):
+ * a path that holds no weights fails here, at once, rather than in every worker.
+ */
+export function resolveModel(model = 'fashion-mnist', classifier?: string | false): Pick<WorkerConfig, 'diffusion' | 'classifier' | 'classifierOptional'> {
+  let diffusion = model;
+  let implicit: string | null = model; // shipped name: its own classifier, if shipped
+  if (model.includes('/') || model.includes('\\')) {
+    const isDir = existsSync(model) && statSync(model).isDirectory();
+    diffusion = isDir ? join(model, 'diffusion') : model;
+    implicit = isDir ? join(model, 'classifier') : null;
+    if (!existsSync(`${diffusion}.json`)) throw new PurifyError('UNKNOWN_MODEL', `no diffusion weights at ${diffusion}.json (give a shipped model name or a directory holding diffusion.json/.bin)`, 'model');
   }
-  if (isPath) return { diffusion: model, classifier: classifier || null };
-  return { diffusion: model, classifier: classifier === false ? null : (classifier ?? model) };
+  if (classifier === false) return { diffusion, classifier: null, classifierOptional: true };
+  if (classifier !== undefined) return { diffusion, classifier, classifierOptional: false };
+  return { diffusion, classifier: implicit, classifierOptional: true };
 }
 
 function tfjsNodeInstalled(): boolean {
@@ -117,6 +125,7 @@ export class PurifyPool extends EventEmitter {
   private running = 0;
   private readonly readyThreads = new Map<number, string>();
   private initError?: { code: string; message: string };
+  private classifierLoaded?: boolean;
   private readyReject: (e: Error) => void = () => {};
   private readonly channel: BroadcastChannel;
   private statsSeq = 0;
@@ -146,6 +155,7 @@ export class PurifyPool extends EventEmitter {
       const msg = (ev as { data?: ChannelMessage }).data;
       if (msg?.type === 'ready') {
         this.readyThreads.set(msg.threadId, msg.backend);
+        this.classifierLoaded = msg.classifier;
         readyResolve();
       } else if (msg?.type === 'init-failed') {
         this.initError = { code: msg.code, message: msg.message };
@@ -208,10 +218,11 @@ export class PurifyPool extends EventEmitter {
     return this.running;
   }
 
-  readiness(): { ready: boolean; workers: number; readyWorkers: number; backend?: string; error?: { code: string; message: string } } {
+  readiness(): { ready: boolean; workers: number; readyWorkers: number; backend?: string; classifierLoaded?: boolean; error?: { code: string; message: string } } {
     this.pruneReady();
     const backend = this.readyThreads.values().next().value;
-    return { ready: this.readyThreads.size > 0 && !this.closed, workers: this.piscina.threads.length, readyWorkers: this.readyThreads.size, backend, error: this.initError };
+    const ready = this.readyThreads.size > 0 && !this.closed;
+    return { ready, workers: this.piscina.threads.length, readyWorkers: this.readyThreads.size, backend, classifierLoaded: this.classifierLoaded, error: this.initError };
   }
 
   /** Seconds a new client should wait before retrying, from the current backlog. */

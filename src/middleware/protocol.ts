@@ -10,6 +10,8 @@ export interface WorkerConfig {
   diffusion: string;
   /** Classifier weights: shipped name or path; null: no classification in this pool. */
   classifier: string | null;
+  /** true: a classifier that fails to load leaves the pool purify-only (classify answers 501) */
+  classifierOptional: boolean;
   maxBatch: number;
   maxBatchWaitMs: number;
   /** BroadcastChannel name for readiness and stats. */
@@ -64,7 +66,7 @@ export type TaskResult = PurifyResult | ClassifyResult | TaskError;
 
 /** BroadcastChannel messages. */
 export type ChannelMessage =
-  | { type: 'ready'; threadId: number; backend: string }
+  | { type: 'ready'; threadId: number; backend: string; classifier: boolean }
   | { type: 'init-failed'; threadId: number; code: string; message: string }
   | { type: 'stats'; id: number }
   | { type: 'stats-reply'; id: number; stats: WorkerStats };

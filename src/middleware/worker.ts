@@ -30,7 +30,14 @@ const loaded: Promise<Loaded> = (async () => {
   const info = await initBackend();
   backendName = info.name + (info.gpu ? '-gpu' : '');
   await loadDiffusionModel(cfg.diffusion);
-  const classifier = cfg.classifier ? await loadClassifier(cfg.classifier) : undefined;
+  let classifier: Classifier | undefined;
+  if (cfg.classifier) {
+    try {
+      classifier = await loadClassifier(cfg.classifier);
+    } catch (e) {
+      if (!cfg.classifierOptional) throw e;
+    }
+  }
   // one cheap pass so the first request does not pay for kernel set-up
   const warm = await createPurifier({ model: cfg.diffusion, mode: 'oneshot', seed: 1, validate: false });
   tf.tidy(() => {
@@ -43,7 +50,7 @@ const loaded: Promise<Loaded> = (async () => {
 loaded.then(
   (l) => {
     isReady = true;
-    post({ type: 'ready', threadId, backend: l.backend });
+    post({ type: 'ready', threadId, backend: l.backend, classifier: l.classifier !== undefined });
   },
   (e: unknown) => post({ type: 'init-failed', threadId, code: codeOf(e) ?? 'MODEL_UNAVAILABLE', message: e instanceof Error ? e.message : String(e) }),
 );
