@@ -24,7 +24,7 @@ export interface PurifyOptions {
 }
 
 /** Defaults chosen from the validation sweep in the README. */
-export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 200, steps: 10, sampler: 'ddpm' as Sampler, sigma: 0.25, draws: 1 };
+export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 100, steps: 5, sampler: 'ddpm' as Sampler, sigma: 0.25, draws: 1 };
 
 export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1 };
 
