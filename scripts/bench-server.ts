@@ -130,10 +130,21 @@ interface Level {
   otherErrors: number;
   loopP99: number;
   healthP99: number;
+  meanBatch: number;
+}
+
+/** Wait until the server has no queued or running tasks (abandoned requests of the last level). */
+async function drain(url: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const m = await scrape(url);
+    if ((m.get('advpurify_in_flight') ?? 0) + (m.get('advpurify_queue_depth') ?? 0) === 0) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 async function level(url: string, body: Buffer, c: number, query: string, seconds: number, amount?: number): Promise<Level> {
-  await scrape(url); // resets the event-loop histogram
+  await drain(url);
+  const m0 = await scrape(url); // also resets the event-loop histogram
   const probe = probeHealth(url);
   const lat: number[] = [];
   const status = new Map<number, number>();
@@ -164,6 +175,7 @@ async function level(url: string, body: Buffer, c: number, query: string, second
     otherErrors: total - ok - (status.get(503) ?? 0),
     loopP99: 1000 * (m.get('nodejs_eventloop_lag_p99_seconds') ?? NaN),
     healthP99: pct(health, 99),
+    meanBatch: (sumOf(m, 'advpurify_batch_size_sum') - sumOf(m0, 'advpurify_batch_size_sum')) / Math.max(1, sumOf(m, 'advpurify_batch_size_count') - sumOf(m0, 'advpurify_batch_size_count')),
   };
 }
 
@@ -196,8 +208,8 @@ async function main(): Promise<void> {
     const out: string[] = [];
     out.push(`## advpurify server benchmark: mode ${mode}, ${workers} workers, max batch ${maxBatch}, ${duration} s per level`, '');
     out.push(`Offline batched purify throughput (same run, ${workers} threads x batch ${maxBatch}, no HTTP): **${f(off)} img/s**`, '');
-    out.push('| connections | req/s (200) | p50 ms | p99 ms | 503 % | other errors | event-loop p99 ms | /healthz p99 ms |', '|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const r of rows) out.push(`| ${r.connections} | ${f(r.rps)} | ${f(r.p50, 0)} | ${f(r.p99, 0)} | ${f(r.shedPct)} | ${r.otherErrors} | ${f(r.loopP99)} | ${f(r.healthP99)} |`);
+    out.push('| connections | req/s (200) | p50 ms | p99 ms | 503 % | other errors | mean batch | event-loop p99 ms | /healthz p99 ms |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) out.push(`| ${r.connections} | ${f(r.rps)} | ${f(r.p50, 0)} | ${f(r.p99, 0)} | ${f(r.shedPct)} | ${r.otherErrors} | ${f(r.meanBatch)} | ${f(r.loopP99)} | ${f(r.healthP99)} |`);
     const at64 = rows.find((r) => r.connections === 64);
     out.push('', 'Goals:');
     if (at64) out.push(`- req/s at 64 connections / offline = ${f(at64.rps / off, 2)} (goal >= 0.85)`);

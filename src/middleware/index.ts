@@ -84,7 +84,7 @@ export interface MiddlewareOptions extends ClientOptions, Omit<PoolOptions, 'dea
 
 export type PurifyRequestHandler = RequestHandler & { readonly pool: PurifyPool; close(): Promise<void> };
 
-const POOL_KEYS = ['model', 'classifier', 'workers', 'maxBatch', 'maxBatchWaitMs', 'maxQueue'] as const;
+const POOL_KEYS = ['model', 'classifier', 'workers', 'maxBatch', 'maxBatchWaitMs', 'maxQueue', 'workerNice'] as const;
 
 function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request, res: Response, next: NextFunction, task: Task, r: unknown) => void): PurifyRequestHandler {
   const base: ClientOptions = {};

@@ -38,6 +38,8 @@ export interface PoolOptions {
   maxQueue?: number;
   /** Default per-task deadline, ms (default 30000). */
   deadlineMs?: number;
+  /** Linux: raise worker threads' nice value by this much, so the event loop stays responsive (default 5; 0: off). */
+  workerNice?: number;
 }
 
 export type Outcome = 'ok' | 'client_error' | 'shed' | 'timeout' | 'cancelled' | 'worker_failed' | 'error';
@@ -142,7 +144,7 @@ export class PurifyPool extends EventEmitter {
     this.maxQueue = Math.max(0, Math.floor(o.maxQueue ?? 32 * this.size));
     this.deadlineMs = o.deadlineMs ?? 30_000;
     const m = resolveModel(o.model, o.classifier);
-    this.config = { ...m, maxBatch: this.maxBatch, maxBatchWaitMs: o.maxBatchWaitMs ?? 5, channel: `advpurify-${process.pid}-${poolSeq++}` };
+    this.config = { ...m, maxBatch: this.maxBatch, maxBatchWaitMs: o.maxBatchWaitMs ?? 5, nice: Math.max(0, Math.floor(o.workerNice ?? 5)), channel: `advpurify-${process.pid}-${poolSeq++}` };
     this.channel = new BroadcastChannel(this.config.channel);
     let readyResolve!: () => void;
     this.ready = new Promise<void>((res, rej) => ((readyResolve = res), (this.readyReject = rej)));
@@ -192,16 +194,22 @@ export class PurifyPool extends EventEmitter {
   }
 
   private lowSince = 0;
+  private rebuilds = 0;
   private checkWorkers(): void {
     if (this.closed) return;
     this.pruneReady();
-    if (this.piscina.threads.length >= this.size) return void (this.lowSince = 0);
+    if (this.piscina.threads.length >= this.size) {
+      this.lowSince = 0;
+      if (this.readyThreads.size > 0) this.rebuilds = 0;
+      return;
+    }
     this.lowSince ||= Date.now();
-    if (Date.now() - this.lowSince < 3000) return;
-    // piscina stops replacing workers that die while starting; start afresh
+    if (Date.now() - this.lowSince < Math.min(60_000, 3000 * 2 ** this.rebuilds)) return;
+    // piscina stops replacing workers that die while starting; start afresh (backing off if that keeps failing)
     const old = this.piscina;
     this.piscina = this.createPiscina();
     this.lowSince = 0;
+    this.rebuilds++;
     void old.destroy().catch(() => {});
   }
 

@@ -14,6 +14,8 @@ export interface WorkerConfig {
   classifierOptional: boolean;
   maxBatch: number;
   maxBatchWaitMs: number;
+  /** Linux: added to each worker thread's nice value (0: none) */
+  nice: number;
   /** BroadcastChannel name for readiness and stats. */
   channel: string;
 }

@@ -4,6 +4,8 @@
  * Replies are plain data; errors the client caused come back as `{ ok: false, error }`, not throws.
  */
 import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { tf, initBackend, type Tensor4D } from '../backend/index.js';
 import { createPurifier, decodeImage, encodePng, loadClassifier, loadDiffusionModel, type ImagePurifier } from '../purify/index.js';
@@ -13,6 +15,17 @@ import { MicroBatcher } from './batcher.js';
 import type { ChannelMessage, ClassifyResult, PurifyResult, Task, TaskError, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
 
 const cfg = workerData as WorkerConfig;
+
+// Linux: lower this thread's priority (setpriority on its own TID) so the main thread's event loop,
+// which answers health checks and sheds load, wins the CPU over purification.
+if (cfg.nice > 0 && process.platform === 'linux') {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (tid > 0) setPriority(tid, Math.min(19, getPriority(tid) + cfg.nice));
+  } catch {
+    /* not permitted or no procfs: run at the process priority */
+  }
+}
 const channel = new BroadcastChannel(cfg.channel);
 channel.unref();
 

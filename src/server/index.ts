@@ -39,13 +39,15 @@ export interface ServerOptions {
   maxBatchWaitMs?: number;
   /** tasks waiting beyond those in workers before 503s (default 32 per worker) */
   maxQueue?: number;
+  /** Linux: worker threads' nice value above the main thread's (default 5; 0: off) */
+  workerNice?: number;
   /** per-request deadline, ms (default 30000) -> 504 */
   deadlineMs?: number;
   /** largest upload, bytes (default 4 MiB) -> 413 */
   maxBytes?: number;
   /** largest image, pixels (default 25 MP) -> 413 */
   maxPixels?: number;
-  /** shed while the event loop's p99 delay exceeds this, ms (default 250; 0: off) */
+  /** shed a share of requests while the event loop's p99 delay exceeds this, ms (default 500; 0: off) */
   maxEventLoopDelayMs?: number;
   /** server-side default purification options (e.g. { mode: 'diffpure', tStar: 200 }) */
   defaults?: ClientOptions;
@@ -76,8 +78,8 @@ export interface RunningServer extends PurifyServer {
 /** Build the Express app and its worker pool (not listening). */
 export function createApp(o: ServerOptions = {}): PurifyServer {
   const logger = o.logger === false ? pino({ level: 'silent' }) : (o.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'advpurify' } }));
-  const pool = new PurifyPool({ model: o.model, classifier: o.classifier, workers: o.workers, maxBatch: o.maxBatch, maxBatchWaitMs: o.maxBatchWaitMs, maxQueue: o.maxQueue, deadlineMs: o.deadlineMs });
-  const lag = new EventLoopMonitor(o.maxEventLoopDelayMs ?? 250);
+  const pool = new PurifyPool({ model: o.model, classifier: o.classifier, workers: o.workers, maxBatch: o.maxBatch, maxBatchWaitMs: o.maxBatchWaitMs, maxQueue: o.maxQueue, deadlineMs: o.deadlineMs, workerNice: o.workerNice });
+  const lag = new EventLoopMonitor(o.maxEventLoopDelayMs ?? 500);
   const metrics = createMetrics(pool, lag);
   const mw = { pool, eventLoopMonitor: lag, allowOverrides: o.allowOverrides ?? true, deadlineMs: o.deadlineMs, maxBytes: o.maxBytes, maxPixels: o.maxPixels, ...o.defaults };
 
