@@ -1,0 +1,180 @@
+/**
+ * The harness behind `advpurify bench robustness`: every defence is attacked on the same images with the
+ * same attacks; each (defence, eps, batch of images) is a task; finished images go to the defence's JSONL
+ * log as soon as their batch is done, so an interrupted run resumes where it stopped. Tasks are spread
+ * over worker threads (one tfjs instance, one core each). At the end: robustness.json, robustness.md and
+ * robustness.svg in the output directory.
+ *
+ * Seeds depend only on (run seed, defence, eps, first image of the batch): results do not depend on the
+ * number of workers or on resumption.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { initBackend } from '../../src/backend/index.js';
+import type { DatasetName } from '../../src/data/index.js';
+import { modelsDir } from '../../src/models/paths.js';
+import type { PurifyOptions } from '../../src/purify/index.js';
+import { Progress } from '../../src/util/progress.js';
+import type { Norm } from '../common.js';
+import { describeDefense, parseDefense, type DefenseSetup } from '../defenses.js';
+import { PRESETS, defaultAttacks, type AttackName, type AttackSettings, type PresetName } from './config.js';
+import type { ImageRow } from './evaluate.js';
+import { LOG_FORMAT, appendRows, logPath, openLog, rowKey, type LogHeader } from './log.js';
+import { renderMarkdown, renderSvg, summarise, type RobustnessReport, type ResultRow } from './report.js';
+import { TaskRunner, loadImages, runInWorkers, type RunSpec, type Task } from './tasks.js';
+
+export interface RobustnessOptions {
+  dataset: DatasetName;
+  split: 'test' | 'val' | 'fixture';
+  /** images 0..count-1 of the split */
+  count: number;
+  norm: Norm;
+  eps: number[];
+  /** defence specs, e.g. ['none', 'jpeg:75', 'diffpure'] */
+  defenses: string[];
+  attacks?: AttackName[]; // default: defaultAttacks(norm)
+  preset: PresetName;
+  /** overrides of the preset's budgets */
+  settings?: Partial<AttackSettings>;
+  seed?: number; // default 0
+  batchSize?: number; // images per task, default 10
+  /** worker threads; <= 1 runs in this thread (default) */
+  workers?: number;
+  outDir: string;
+  /** purifier options for the diffpure/oneshot defences */
+  purify?: PurifyOptions;
+  /** Builds defences in this thread instead of loadDefense (in-process runs only; tests). */
+  build?: (spec: string) => Promise<DefenseSetup>;
+  onProgress?: (p: { done: number; total: number; defense: string; eps: number }) => void;
+}
+
+export interface RobustnessResult {
+  report: RobustnessReport;
+  files: { logs: string[]; json: string; markdown: string; svg: string };
+  /** images attacked by this invocation (0 when everything was already logged) */
+  computed: number;
+}
+
+/** Short content hashes of the weights a defence uses: a log is never continued with other models. */
+function modelFingerprint(dataset: string, defense: string): Record<string, string> {
+  const { name } = parseDefense(defense);
+  const files = [name === 'adv' ? 'classifier-adv' : 'classifier', ...(name.startsWith('diffpure') || name.startsWith('oneshot') ? ['diffusion'] : [])];
+  const out: Record<string, string> = {};
+  for (const f of files) {
+    const path = join(modelsDir(), dataset, `${f}.bin`);
+    out[f] = existsSync(path) ? createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16) : 'missing';
+  }
+  return out;
+}
+
+function headerFor(spec: RunSpec, defense: string): LogHeader {
+  const { name } = parseDefense(defense);
+  const purifier = name.startsWith('diffpure') || name.startsWith('oneshot');
+  return {
+    format: LOG_FORMAT,
+    defense,
+    config: {
+      dataset: spec.dataset, split: spec.split, norm: spec.norm, attacks: spec.attacks, settings: spec.settings, seed: spec.seed,
+      purify: purifier ? spec.purify ?? {} : undefined, models: modelFingerprint(spec.dataset, defense),
+    },
+  };
+}
+
+export async function runRobustness(o: RobustnessOptions): Promise<RobustnessResult> {
+  const t0 = performance.now();
+  const backend = await initBackend();
+  if (o.defenses.length === 0 || o.eps.length === 0) throw new RangeError('need at least one defence and one eps');
+  o.defenses.forEach((d) => parseDefense(d));
+  if (o.eps.some((e) => !(e > 0))) throw new RangeError(`eps must be > 0, got ${o.eps.join(',')}`);
+  const spec: RunSpec = {
+    dataset: o.dataset, split: o.split, norm: o.norm, attacks: o.attacks ?? defaultAttacks(o.norm),
+    settings: { ...PRESETS[o.preset], ...o.settings }, seed: o.seed ?? 0, purify: o.purify,
+  };
+  const ds = loadImages(spec);
+  const count = Math.min(o.count, ds.count);
+  const batchSize = o.batchSize ?? 10;
+  mkdirSync(o.outDir, { recursive: true });
+
+  // open the logs; plan the (defence, eps, batch) tasks still to do
+  const logged = new Map<string, Map<string, ImageRow>>();
+  const tasks: Task[] = [];
+  for (const defense of o.defenses) {
+    const header = headerFor(spec, defense);
+    const missing = Object.entries(header.config.models as Record<string, string>).filter(([, v]) => v === 'missing').map(([k]) => k);
+    if (missing.length && !o.build) {
+      const hint = missing.includes('classifier-adv') ? ` (train it: advpurify train classifier --dataset ${o.dataset} --variant classifier-adv --adv-eps 0.1 --adv-steps 7)` : '';
+      throw new Error(`defence ${defense} needs ${missing.map((m) => `${modelsDir()}/${o.dataset}/${m}.bin`).join(', ')}${hint}`);
+    }
+  }
+  for (const defense of o.defenses) {
+    const rows = openLog(logPath(o.outDir, defense), headerFor(spec, defense));
+    logged.set(defense, new Map(rows.map((r) => [rowKey(r.eps, r.index), r])));
+  }
+  for (const eps of o.eps) {
+    for (const defense of o.defenses) {
+      for (let s = 0; s < count; s += batchSize) {
+        const indices = Array.from({ length: Math.min(batchSize, count - s) }, (_, i) => s + i).filter((i) => !logged.get(defense)!.has(rowKey(eps, i)));
+        if (indices.length) tasks.push({ defense, eps, indices, seedIndex: s });
+      }
+    }
+  }
+
+  const total = tasks.reduce((n, t) => n + t.indices.length, 0);
+  const bar = new Progress(total, 'robustness', 60);
+  let done = 0;
+  const onRows = (task: Task, rows: ImageRow[]) => {
+    appendRows(logPath(o.outDir, task.defense), rows);
+    for (const r of rows) logged.get(task.defense)!.set(rowKey(r.eps, r.index), r);
+    done += rows.length;
+    bar.update(done, `${task.defense} eps=${task.eps}`);
+    o.onProgress?.({ done, total, defense: task.defense, eps: task.eps });
+  };
+  if (tasks.length) {
+    if ((o.workers ?? 1) > 1 && !o.build) await runInWorkers(spec, tasks, o.workers!, onRows);
+    else {
+      const runner = new TaskRunner(spec, ds, o.build);
+      for (const task of tasks) {
+        onRows(task, await runner.run(task));
+        await new Promise((r) => setImmediate(r)); // let pending I/O through between batches
+      }
+    }
+    bar.done();
+  }
+
+  const results: ResultRow[] = [];
+  let computeSeconds = 0;
+  for (const eps of o.eps) {
+    for (const defense of o.defenses) {
+      const rows = Array.from({ length: count }, (_, i) => logged.get(defense)!.get(rowKey(eps, i))).filter((r): r is ImageRow => r !== undefined);
+      computeSeconds += rows.reduce((s, r) => s + Object.values(r.seconds).reduce((a, b) => a + b, 0), 0);
+      const randomized = ['diffpure', 'oneshot'].some((p) => defense.startsWith(p));
+      results.push(summarise(defense, eps, rows, spec.attacks, randomized ? spec.settings.draws : 1, safeDescribe(defense, o.purify)));
+    }
+  }
+  const cpu = cpus();
+  const report: RobustnessReport = {
+    dataset: ds.name, split: o.split, count, norm: o.norm, eps: o.eps, preset: o.preset, settings: { ...spec.settings }, attacks: spec.attacks,
+    seed: spec.seed, machine: `${cpu[0]?.model ?? 'cpu'} x${cpu.length}`, backend: backend.name, date: new Date().toISOString(),
+    wallSeconds: (performance.now() - t0) / 1000, computeSeconds, results,
+  };
+  const files = {
+    logs: o.defenses.map((d) => logPath(o.outDir, d)),
+    json: join(o.outDir, 'robustness.json'),
+    markdown: join(o.outDir, 'robustness.md'),
+    svg: join(o.outDir, 'robustness.svg'),
+  };
+  writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(files.markdown, renderMarkdown(report));
+  writeFileSync(files.svg, renderSvg(report));
+  return { report, files, computed: total };
+}
+
+function safeDescribe(defense: string, purify?: PurifyOptions): string {
+  try {
+    return describeDefense(defense, purify);
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,104 @@
+// `advpurify bench robustness`: reports on disk, resumption without recomputation, refusal to mix
+// configurations, the same rows from worker threads as in-process, and the cost report.
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tf, type Tensor4D } from '../src/backend/index.js';
+import { modelsDir } from '../src/models/paths.js';
+import { loadDefense, type DefenseSetup } from '../attacks/defenses.js';
+import { attackCost, logPath, runRobustness, type ImageRow, type RobustnessOptions } from '../attacks/bench/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'advpurify-robustness-'));
+// A frozen copy of the shipped classifier: logs are tied to the weights they were computed with.
+mkdirSync(join(dir, 'models', 'fashion-mnist'), { recursive: true });
+for (const f of ['classifier.json', 'classifier.bin']) copyFileSync(join(modelsDir(), 'fashion-mnist', f), join(dir, 'models', 'fashion-mnist', f));
+const savedModels = process.env.ADVPURIFY_MODELS;
+process.env.ADVPURIFY_MODELS = join(dir, 'models');
+afterAll(() => {
+  if (savedModels === undefined) delete process.env.ADVPURIFY_MODELS;
+  else process.env.ADVPURIFY_MODELS = savedModels;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let calls = 0;
+/** The undefended classifier behind an identity "defence" that counts its forward passes. */
+async function counting(): Promise<DefenseSetup> {
+  const s = await loadDefense('none', { dataset: 'fashion-mnist' });
+  return { ...s, defense: { randomized: false, forward: (x: Tensor4D) => (calls++, x.clone()) } };
+}
+
+const base = (out: string, extra: Partial<RobustnessOptions> = {}): RobustnessOptions => ({
+  dataset: 'fashion-mnist', split: 'fixture', count: 4, norm: 'Linf', eps: [0.05, 0.1], defenses: ['none'], preset: 'quick',
+  settings: { pgdSteps: 3, apgdSteps: 3, squareQueries: 10 }, batchSize: 2, outDir: out, build: counting, ...extra,
+});
+
+const rowsOf = (path: string): ImageRow[] => readFileSync(path, 'utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l) as ImageRow);
+
+describe('bench robustness runner', () => {
+  const out = join(dir, 'run');
+
+  it('writes per-image logs, JSON, Markdown and an SVG curve', async () => {
+    const before = tf.memory().numTensors;
+    const r = await runRobustness(base(out));
+    expect(r.computed).toBe(8); // 4 images x 2 eps
+    expect(calls).toBeGreaterThan(0);
+    const rows = rowsOf(logPath(out, 'none'));
+    expect(rows.map((x) => `${x.eps}/${x.index}`).sort()).toEqual(['0.05/0', '0.05/1', '0.05/2', '0.05/3', '0.1/0', '0.1/1', '0.1/2', '0.1/3']);
+    for (const row of rows) {
+      expect(Object.keys(row.attacks)).toEqual(['pgd', 'apgd', 'square']);
+      if (!row.clean) expect(row.attacks.pgd).toBeNull();
+    }
+    const json = JSON.parse(readFileSync(r.files.json, 'utf8'));
+    expect(json.results).toHaveLength(2);
+    expect(json.results[0]).toMatchObject({ defense: 'none', eps: 0.05, images: 4 });
+    for (const res of json.results) expect(res.robust).toBeLessThanOrEqual(res.clean);
+    const md = readFileSync(r.files.markdown, 'utf8');
+    expect(md).toMatch(/\| defence \| eps \| images \| clean \| robust \(1 draw\) \| worst-of-k \|/);
+    expect(md).toMatch(/\| none \| 0\.1 \| 4 \|/);
+    const svg = readFileSync(r.files.svg, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('<polyline');
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+    // the classifier's weights stay loaded for the run; nothing else survives it
+    expect(tf.memory().numTensors - before).toBeLessThan(40);
+  });
+
+  it('a second run resumes from the logs without recomputing; new images extend it', async () => {
+    const first = JSON.parse(readFileSync(join(out, 'robustness.json'), 'utf8'));
+    calls = 0;
+    const again = await runRobustness(base(out));
+    expect(again.computed).toBe(0);
+    expect(calls).toBe(0);
+    expect(again.report.results).toEqual(first.results);
+    // a run killed mid-write leaves a partial line: it is dropped and that image recomputed
+    appendFileSync(logPath(out, 'none'), '{"eps":0.1,"index":4,"lab');
+    const more = await runRobustness(base(out, { count: 5, eps: [0.1] }));
+    expect(more.computed).toBe(1);
+    expect(rowsOf(logPath(out, 'none'))).toHaveLength(9);
+  });
+
+  it('refuses to continue a log written with other attack settings', async () => {
+    await expect(runRobustness(base(out, { settings: { pgdSteps: 4, apgdSteps: 3, squareQueries: 10 } }))).rejects.toThrow(/different settings \(settings\)/);
+  });
+
+  it('worker threads log the same rows as an in-process run', async () => {
+    const opts = { eps: [0.1], count: 2, batchSize: 1, attacks: ['pgd' as const], build: undefined };
+    await runRobustness(base(join(dir, 'in'), opts));
+    await runRobustness(base(join(dir, 'wk'), { ...opts, workers: 2 }));
+    const strip = (rs: ImageRow[]) => rs.map(({ seconds, ...r }) => r).sort((a, b) => a.index - b.index);
+    expect(strip(rowsOf(logPath(join(dir, 'wk'), 'none')))).toEqual(strip(rowsOf(logPath(join(dir, 'in'), 'none'))));
+    expect(existsSync(join(dir, 'wk', 'robustness.md'))).toBe(true);
+  });
+
+  it('reports the cost per image of each attack from measured model calls', async () => {
+    const r = await attackCost({ dataset: 'fashion-mnist', defenses: ['none'], preset: 'standard', batchSize: 2, reps: 1, build: counting });
+    expect(r.rows.map((c) => c.attack)).toEqual(['pgd', 'apgd', 'square']);
+    const pgdRow = r.rows[0];
+    expect(pgdRow).toMatchObject({ gradients: 50, forwards: 3 });
+    expect(r.rows[2]).toMatchObject({ gradients: 0, forwards: 1002 });
+    const p = r.primitives[0];
+    expect(pgdRow.secondsPerImage).toBeCloseTo(50 * p.gradient + 3 * p.forward, 6);
+    expect(p.gradient).toBeGreaterThan(0);
+  });
+});
