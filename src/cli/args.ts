@@ -35,6 +35,15 @@ export const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   workers: { type: 'string' },
+  'adv-eps': { type: 'string' },
+  'adv-steps': { type: 'string' },
+  'steps-per-epoch': { type: 'string' },
+  norm: { type: 'string' },
+  eps: { type: 'string' },
+  defense: { type: 'string' },
+  attacks: { type: 'string' },
+  preset: { type: 'string' },
+  'report-cost': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
