@@ -102,10 +102,15 @@ const train: Command = async (pos, f) => {
   if (what === 'classifier') {
     const { trainClassifier } = await import('../train/classifier.js');
     const variant = f.variant ?? 'classifier';
+    // PGD adversarial training (Madry et al.) with --adv-eps, or by default for --variant classifier-adv
+    const adversarial = f['adv-eps'] !== undefined || variant === 'classifier-adv';
+    const adversary = adversarial
+      ? (await import('../train/adversarial.js')).pgdAdversary({ eps: num(f['adv-eps'], 'adv-eps') ?? 0.1, steps: num(f['adv-steps'], 'adv-steps') ?? 7, seed })
+      : undefined;
     const r = await trainClassifier({
       dataset, seed, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
-      noiseSigma: num(f['noise-sigma'], 'noise-sigma'),
+      noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
     });
     out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%`);
   } else if (what === 'diffusion') {
@@ -159,8 +164,9 @@ const certify: Command = async (_pos, f) => {
   process.stdout.write(f.json ? `${JSON.stringify(r.report)}\n` : readFileSync(r.files.markdown, 'utf8'));
 };
 
-const bench: Command = async (pos) => {
-  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf');
+const bench: Command = async (pos, f) => {
+  if (pos[0] === 'robustness') return (await import('../../attacks/bench/cli.js')).benchRobustness(f);
+  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf|robustness');
   const { runPerfBench } = await import('../bench/perf.js');
   await runPerfBench();
 };
