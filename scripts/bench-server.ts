@@ -7,7 +7,8 @@
  * 3. autocannon on loopback at 1, 16, 64, 256 connections (POST /v1/purify, a PNG), while a prober
  *    GETs /healthz: req/s, p50/p99 latency of 200s, 503 rate, other errors, event-loop p99 of the
  *    server's main thread (prom-client's, reset by each scrape), /healthz p99.
- * 4. `--soak N`: N cheap requests (mode none); worker tensors and process RSS before/after.
+ * 4. `--soak N`: N cheap requests (mode none); worker tensors and process RSS before/after
+ *    (`--connections none --soak 10000` for the soak alone).
  * Prints Markdown.
  *
  *   npm run bench:server -- [--mode diffpure|oneshot|none] [--workers N] [--duration S]
@@ -36,7 +37,7 @@ function flag(name: string, dflt: string): string {
 const mode = flag('mode', 'diffpure');
 const workers = Number(flag('workers', String(availableParallelism())));
 const duration = Number(flag('duration', '10'));
-const connections = flag('connections', '1,16,64,256').split(',').map(Number);
+const connections = flag('connections', '1,16,64,256').split(',').filter((c) => /^\d+$/.test(c)).map(Number); // 'none': soak only
 const maxBatch = Number(flag('max-batch', '16'));
 const soak = Number(flag('soak', '0'));
 const model = flag('model', 'fashion-mnist');
@@ -131,6 +132,7 @@ interface Level {
   loopP99: number;
   healthP99: number;
   meanBatch: number;
+  seconds: number;
 }
 
 /** Wait until the server has no queued or running tasks (abandoned requests of the last level). */
@@ -168,6 +170,7 @@ async function level(url: string, body: Buffer, c: number, query: string, second
   const ok = status.get(200) ?? 0;
   return {
     connections: c,
+    seconds: r.duration || seconds,
     rps: ok / (r.duration || seconds),
     p50: pct(lat, 50),
     p99: pct(lat, 99),
@@ -198,8 +201,8 @@ async function main(): Promise<void> {
   const { url, child } = await startChild();
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   try {
-    process.stderr.write(`server ready at ${url}; measuring offline throughput (${workers} threads, batch ${maxBatch}, ${mode})...\n`);
-    const off = await offline();
+    process.stderr.write(`server ready at ${url}\n`);
+    const off = connections.length > 0 ? await offline() : NaN;
     const rows: Level[] = [];
     for (const c of connections) {
       process.stderr.write(`${c} connections for ${duration} s...\n`);
@@ -207,26 +210,38 @@ async function main(): Promise<void> {
     }
     const out: string[] = [];
     out.push(`## advpurify server benchmark: mode ${mode}, ${workers} workers, max batch ${maxBatch}, ${duration} s per level`, '');
-    out.push(`Offline batched purify throughput (same run, ${workers} threads x batch ${maxBatch}, no HTTP): **${f(off)} img/s**`, '');
-    out.push('| connections | req/s (200) | p50 ms | p99 ms | 503 % | other errors | mean batch | event-loop p99 ms | /healthz p99 ms |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const r of rows) out.push(`| ${r.connections} | ${f(r.rps)} | ${f(r.p50, 0)} | ${f(r.p99, 0)} | ${f(r.shedPct)} | ${r.otherErrors} | ${f(r.meanBatch)} | ${f(r.loopP99)} | ${f(r.healthP99)} |`);
-    const at64 = rows.find((r) => r.connections === 64);
-    out.push('', 'Goals:');
-    if (at64) out.push(`- req/s at 64 connections / offline = ${f(at64.rps / off, 2)} (goal >= 0.85)`);
-    out.push(`- /healthz p99 under load: max ${f(Math.max(...rows.map((r) => r.healthP99)))} ms (goal < 50)`);
-    out.push(`- errors other than shed 503s: ${rows.reduce((a, r) => a + r.otherErrors, 0)} (goal 0)`);
+    if (rows.length > 0) {
+      out.push(`Offline batched purify throughput (same run, ${workers} threads x batch ${maxBatch}, no HTTP): **${f(off)} img/s**`, '');
+      out.push('| connections | req/s (200) | p50 ms | p99 ms | 503 % | other errors | mean batch | event-loop p99 ms | /healthz p99 ms |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+      for (const r of rows) out.push(`| ${r.connections} | ${f(r.rps)} | ${f(r.p50, 0)} | ${f(r.p99, 0)} | ${f(r.shedPct)} | ${r.otherErrors} | ${f(r.meanBatch)} | ${f(r.loopP99)} | ${f(r.healthP99)} |`);
+      const at64 = rows.find((r) => r.connections === 64);
+      out.push('', 'Goals:');
+      if (at64) out.push(`- req/s at 64 connections / offline = ${f(at64.rps / off, 2)} (goal >= 0.85)`);
+      out.push(`- /healthz p99 under load: max ${f(Math.max(...rows.map((r) => r.healthP99)))} ms (goal < 50)`);
+      out.push(`- errors other than shed 503s: ${rows.reduce((a, r) => a + r.otherErrors, 0)} (goal 0)`);
+    }
     if (soak > 0) {
       process.stderr.write(`soak: ${soak} requests (mode none)...\n`);
       await level(url, png, 16, '?mode=none', 0, Math.min(1000, soak)); // warm caches and allocator
+      const rss = (m: Map<string, number>) => (m.get('process_resident_memory_bytes') ?? NaN) / 2 ** 20;
       const before = await scrape(url);
-      const s = await level(url, png, 16, '?mode=none', 0, soak);
-      const after = await scrape(url);
-      const rss0 = before.get('process_resident_memory_bytes') ?? NaN;
-      const rss1 = after.get('process_resident_memory_bytes') ?? NaN;
-      const t0 = sumOf(before, 'advpurify_worker_tensors');
-      const t1 = sumOf(after, 'advpurify_worker_tensors');
-      out.push('', `Soak: ${soak} requests (mode none, 16 connections): ${f(s.rps)} req/s, ${s.otherErrors} errors, ${f(s.shedPct)} % shed`);
-      out.push(`- process RSS ${f(rss0 / 2 ** 20)} -> ${f(rss1 / 2 ** 20)} MiB (${f((100 * (rss1 - rss0)) / rss0)} %, goal within 5 %)`);
+      const marks: string[] = [];
+      let ok = 0;
+      let errors = 0;
+      let seconds = 0;
+      let after = before;
+      for (let i = 0; i < 4; i++) {
+        const r = await level(url, png, 16, '?mode=none', 0, Math.ceil(soak / 4));
+        ok += r.rps * r.seconds;
+        seconds += r.seconds;
+        errors += r.otherErrors + Math.round((r.shedPct / 100) * Math.ceil(soak / 4));
+        after = await scrape(url);
+        marks.push(`${f(rss(after))}`);
+      }
+      const [r0, r1] = [rss(before), rss(after)];
+      const [t0, t1] = [sumOf(before, 'advpurify_worker_tensors'), sumOf(after, 'advpurify_worker_tensors')];
+      out.push('', `Soak: ${soak} requests (mode none, 16 connections, after 1000 warm-up): ${f(ok / seconds)} req/s, ${errors} non-200`);
+      out.push(`- process RSS ${f(r0)} MiB -> ${marks.join(' -> ')} MiB after each quarter (${f((100 * (r1 - r0)) / r0)} %, goal within 5 %)`);
       out.push(`- tensors in all workers ${t0} -> ${t1} (goal: equal)`);
     }
     process.stdout.write(`${out.join('\n')}\n`);

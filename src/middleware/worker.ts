@@ -5,6 +5,7 @@
  */
 import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { readlinkSync } from 'node:fs';
+import sharp from 'sharp';
 import { getPriority, setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { tf, initBackend, type Tensor4D } from '../backend/index.js';
@@ -15,6 +16,9 @@ import { MicroBatcher } from './batcher.js';
 import type { ChannelMessage, ClassifyResult, PurifyResult, Task, TaskError, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
 
 const cfg = workerData as WorkerConfig;
+
+// libvips' operation cache (process-wide, up to 50 MB) never hits for uploads: it only holds memory
+sharp.cache(false);
 
 // Linux: lower this thread's priority (setpriority on its own TID) so the main thread's event loop,
 // which answers health checks and sheds load, wins the CPU over purification.
