@@ -22,15 +22,16 @@ function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
   return (performance.now() - t0) / reps;
 }
 
-function workerUrl(): { file: URL; execArgv: string[] } {
+/** worker.js when compiled; from source, worker.ts imported by a tiny eval'd bootstrap once tsx's hooks are in place. */
+function makeWorker(workerData: unknown): Worker {
   const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { file: js, execArgv: [] };
-  return { file: new URL('./worker.ts', import.meta.url), execArgv: ['--import', 'tsx'] };
+  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
+  const ts = new URL('./worker.ts', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(ts)})`, { eval: true, workerData, execArgv: ['--import', 'tsx'] });
 }
 
 async function threaded(n: number, batches: number, batchSize: number, options: PurifyOptions): Promise<number> {
-  const { file, execArgv } = workerUrl();
-  const ws = Array.from({ length: n }, () => new Worker(file, { workerData: { batches, batchSize, options }, execArgv }));
+  const ws = Array.from({ length: n }, () => makeWorker({ batches, batchSize, options }));
   await Promise.all(ws.map((w) => new Promise((r, j) => { w.once('message', r); w.once('error', j); })));
   const t0 = performance.now();
   const done = ws.map((w) => new Promise<number>((r, j) => { w.once('message', (m: { ms: number }) => r(m.ms)); w.once('error', j); }));
