@@ -1,0 +1,243 @@
+/**
+ * `advpurify bench patch`: clean accuracy, and robust accuracy under adaptive per-image and universal
+ * patch attacks, of the shipped classifier behind each defence (none, diffpure, patch, auto), per patch
+ * size; plus localisation IoU of the found square against the true patch box.
+ *
+ * Threat model and attacks (attacks/patch.ts): per-image s x s patch anywhere, PGD with location search
+ * and EOT over the defence's randomness; universal patch trained on training images at random places and
+ * scales against the same defended model. Gradients: none = exact; diffpure = BPDA (identity) by default
+ * (`gradient: 'full'` differentiates every reverse step); patch and auto = masked BPDA (exact through the
+ * pixels the defence keeps, zero where it inpaints; BPDA through diffpure in auto) plus an evasion term:
+ * minus the localiser's anomaly score inside the box (exact gradient through the diffusion model).
+ * An image counts as robust when one fresh draw of the defence classifies its adversarial version correctly.
+ *
+ * Resumable: one TSV per (attack, defence, size) with a row per image, appended after each chunk of
+ * images; universal patches are cached as JSON; seeds derive from (run seed, names, index).
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf, type Tensor4D } from '../../backend/index.js';
+import { DataNotFoundError, imageSize, loadDataset, loadFixture, subset, type Dataset } from '../../data/index.js';
+import type { DiffusionModel } from '../../models/diffusion-model.js';
+import type { LogitsFn } from '../../types.js';
+import { mulberry32 } from '../../util/rng.js';
+import { Progress } from '../../util/progress.js';
+import { Purifier } from '../purifier.js';
+import { loadClassifier, loadDiffusionModel } from '../index.js';
+import { adaptive, type Target } from '../../../attacks/index.js';
+import { maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchPenalty } from '../../../attacks/patch.js';
+import { boxIoU, randomBox, type Box } from './box.js';
+import { anomalyScore, LOCALIZE_DEFAULTS, type FoundPatch } from './localize.js';
+import { purifyAuto, purifyPatch, type PatchOptions } from './index.js';
+import { writeReport, type BenchRow } from './bench-report.js';
+
+export const DEFENCES = ['none', 'diffpure', 'patch', 'auto'] as const;
+export type DefenceName = (typeof DEFENCES)[number];
+export type PatchAttackName = 'perimage' | 'universal';
+
+export interface PatchBenchOptions {
+  test: Dataset;
+  train: Dataset;
+  model: DiffusionModel;
+  classifier: LogitsFn;
+  outDir: string;
+  count?: number; // default 200
+  sizes?: number[]; // default [4, 6, 8]
+  defences?: DefenceName[];
+  attacks?: PatchAttackName[];
+  steps?: number; // per-image PGD steps (default 50)
+  candidates?: number; // location search (default 4)
+  eot?: number; // draws per gradient for randomized defences (default 2)
+  gradient?: 'full' | 'bpda'; // through diffpure (default 'bpda')
+  universalSteps?: number; // default 100
+  universalBatch?: number; // default 16
+  chunk?: number; // images per chunk (default 10)
+  diffpure?: { tStar?: number; steps?: number };
+  patch?: PatchOptions;
+  seed?: number; // default 0
+  gridExamples?: number; // default 4
+}
+
+interface Defence {
+  forward(x: Tensor4D, seed: number): { x: Tensor4D; mask?: Tensor4D; found?: FoundPatch[] };
+  target(seed: number): Target;
+  penalty?: PatchPenalty;
+}
+
+function hashSeed(...parts: (string | number)[]): number {
+  let h = 0x811c9dc5;
+  for (const ch of parts.join('|')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}
+
+function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
+  const { model, classifier } = o;
+  const diff = new Purifier(model, { mode: 'diffpure', ...o.diffpure });
+  const eot = o.eot ?? 2;
+  const popts = (seed: number): PatchOptions => ({ ...o.patch, seed });
+  const patch = (x: Tensor4D, seed: number) => purifyPatch(model, x, popts(seed));
+  const auto = (x: Tensor4D, seed: number) => purifyAuto(model, x, (y) => diff.purify(y, { seed }), popts(seed));
+  const ts = o.patch?.localize?.ts ?? LOCALIZE_DEFAULTS.ts;
+  let penaltySeed = 0;
+  // evade the localiser: lower the anomaly score inside the box
+  const penalty: PatchPenalty = (x, box) =>
+    tf.tidy(() => tf.neg(tf.div(tf.sum(tf.mul(anomalyScore(model, x, ts, 1, penaltySeed++), box), [1, 2, 3]), tf.sum(box, [1, 2, 3]))) as tf.Tensor1D);
+  return {
+    none: { forward: (x) => ({ x: x.clone() }), target: () => classifier },
+    diffpure: {
+      forward: (x, seed) => ({ x: diff.purify(x, { seed }) }),
+      target: (seed) => adaptive({ randomized: true, forward: (x, s) => diff.purify(x, { seed: s }) }, classifier, { eot, gradient: o.gradient ?? 'bpda', seed }),
+    },
+    patch: { forward: patch, target: (seed) => adaptive(maskedBpda(patch), classifier, { eot, seed }), penalty },
+    auto: { forward: auto, target: (seed) => adaptive(maskedBpda(auto), classifier, { eot, seed }), penalty },
+  };
+}
+
+const HEADER = 'index\tlabel\tprediction\tcorrect\tdetected\tiou\ttop\tleft\tsize\tseconds';
+
+function readRows(path: string): BenchRow[] {
+  if (!existsSync(path)) {
+    writeFileSync(path, HEADER + '\n');
+    return [];
+  }
+  const text = readFileSync(path, 'utf8');
+  const lines = text.split('\n').slice(1, -1); // the piece after the last newline is '' or unfinished
+  if (!text.endsWith('\n')) writeFileSync(path, [HEADER, ...lines].join('\n') + '\n');
+  return lines.map((l) => l.split('\t').map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
+    .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, detected: v[4], iou: v[5], box: { top: v[6], left: v[7], size: v[8] }, seconds: v[9] }));
+}
+
+function images(ds: Dataset, idx: readonly number[]): { x: Tensor4D; y: Int32Array } {
+  const size = imageSize(ds);
+  const buf = new Float32Array(idx.length * size);
+  idx.forEach((j, i) => buf.set(ds.images.subarray(j * size, (j + 1) * size), i * size));
+  return { x: tf.tensor4d(buf, [idx.length, ...ds.shape]), y: Int32Array.from(idx, (j) => ds.labels[j]) };
+}
+
+/** A universal patch for (defence, size), trained against the defended model once and cached. */
+function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number): tf.Tensor3D {
+  const path = join(o.outDir, `universal-${name}-s${size}.json`);
+  if (existsSync(path)) return tf.tensor3d(JSON.parse(readFileSync(path, 'utf8')).patch, [size, size, o.train.shape[2]]);
+  process.stderr.write(`bench patch: training the universal ${size}x${size} patch against ${name}\n`);
+  const seed = hashSeed(o.seed ?? 0, 'universal', name, size);
+  const { patch, losses } = trainUniversalPatch(def.target(seed), o.train, {
+    size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty,
+  });
+  writeFileSync(path, JSON.stringify({ defence: name, size, losses, patch: Array.from(patch.dataSync()) }) + '\n');
+  return patch;
+}
+
+/** Attack and evaluate one chunk of images; returns its rows and (for the picture grid) the adversarial images. */
+function runChunk(o: PatchBenchOptions, name: DefenceName, def: Defence, attack: PatchAttackName | 'clean', size: number, idx: number[], patch?: tf.Tensor3D): BenchRow[] {
+  const t0 = performance.now();
+  const { x, y } = images(o.test, idx);
+  const seed = hashSeed(o.seed ?? 0, attack, name, size, idx[0]);
+  let xAdv: Tensor4D;
+  let boxes: (Box | undefined)[] = idx.map(() => undefined);
+  if (attack === 'perimage') {
+    const r = patchPgd(def.target(seed), x, y, { size, location: 'search', candidates: o.candidates ?? 4, steps: o.steps ?? 50, seed, penalty: def.penalty });
+    xAdv = r.xAdv;
+    boxes = r.boxes;
+  } else if (attack === 'universal') {
+    const rng = mulberry32(seed);
+    boxes = idx.map(() => randomBox(size, o.test.shape[0], o.test.shape[1], rng));
+    const p = pastePatch(x, patch!, boxes as Box[]);
+    p.mask.dispose();
+    xAdv = p.x;
+  } else xAdv = x.clone();
+  const out = def.forward(xAdv, hashSeed(seed, 'eval'));
+  const pred = tf.tidy(() => o.classifier(out.x).argMax(-1).dataSync());
+  if (attack !== 'clean' && idx[0] < (o.gridExamples ?? 4)) {
+    writeFileSync(join(o.outDir, `adv-${attack}-${name}-s${size}-${idx[0]}.json`), JSON.stringify({ idx, boxes, x: Array.from(xAdv.dataSync()) }));
+  }
+  tf.dispose([x, xAdv, out.x, out.mask]);
+  const seconds = (performance.now() - t0) / 1000 / idx.length;
+  return idx.map((index, i) => {
+    const f = out.found?.[i];
+    const b = boxes[i];
+    const iou = f && b ? (f.detected ? boxIoU(f, b) : 0) : -1;
+    return { index, label: y[i], prediction: pred[i], correct: pred[i] === y[i], detected: f ? Number(f.detected) : -1, iou, box: b ?? { top: -1, left: -1, size: 0 }, seconds };
+  });
+}
+
+function formatRow(r: BenchRow): string {
+  return [r.index, r.label, r.prediction, r.correct ? 1 : 0, r.detected, r.iou.toFixed(4), r.box.top, r.box.left, r.box.size, r.seconds.toFixed(2)].join('\t');
+}
+
+/** Run (or resume) the benchmark and write patch-bench.{json,md,svg} and the picture grid in outDir. */
+export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: string; files: string[] }> {
+  mkdirSync(o.outDir, { recursive: true });
+  const count = Math.min(o.count ?? 200, o.test.count);
+  const sizes = o.sizes ?? [4, 6, 8];
+  const names = o.defences ?? [...DEFENCES];
+  const attacks = o.attacks ?? ['perimage', 'universal'];
+  const chunk = o.chunk ?? 10;
+  const defs = defences(o);
+  const jobs: { attack: PatchAttackName | 'clean'; name: DefenceName; size: number }[] = [
+    ...names.map((name) => ({ attack: 'clean' as const, name, size: 0 })),
+    ...attacks.flatMap((attack) => sizes.flatMap((size) => names.map((name) => ({ attack, name, size })))),
+  ];
+  const results: { attack: string; defence: DefenceName; size: number; rows: BenchRow[] }[] = [];
+  const bar = new Progress(jobs.length * count, 'bench patch', 10);
+  let done = 0;
+  for (const { attack, name, size } of jobs) {
+    const log = join(o.outDir, `${attack}-${name}${size ? `-s${size}` : ''}.tsv`);
+    const rows = readRows(log).filter((r) => r.index < count);
+    const have = new Set(rows.map((r) => r.index));
+    const patch = attack === 'universal' ? universal(o, name, defs[name], size) : undefined;
+    for (let s = 0; s < count; s += chunk) {
+      const idx = Array.from({ length: Math.min(chunk, count - s) }, (_, i) => s + i).filter((i) => !have.has(i));
+      if (idx.length > 0) {
+        const fresh = runChunk(o, name, defs[name], attack, size, idx, patch);
+        appendFileSync(log, fresh.map(formatRow).join('\n') + '\n');
+        rows.push(...fresh);
+      }
+      done += Math.min(chunk, count - s);
+      const acc = rows.filter((r) => r.correct).length / Math.max(1, rows.length);
+      bar.update(done, `${attack} ${name}${size ? ` ${size}x${size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${rows.length})`);
+    }
+    patch?.dispose();
+    results.push({ attack, defence: name, size, rows });
+  }
+  bar.done();
+  return writeReport(o, results);
+}
+
+/** What the CLI and scripts/bench-patch.ts pass: everything optional, data and models loaded here. */
+export interface PatchBenchArgs extends Partial<Omit<PatchBenchOptions, 'test' | 'train' | 'model' | 'classifier' | 'outDir'>> {
+  out?: string;
+  /** 'test' (default; the Fashion-MNIST test set) or 'fixture' */
+  split?: string;
+}
+
+export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string; files: string[] }> {
+  let test: Dataset;
+  let train: Dataset;
+  try {
+    test = a.split === 'fixture' ? loadFixture() : loadDataset('fashion-mnist', 'test');
+    train = loadDataset('fashion-mnist', 'train');
+  } catch (e) {
+    if (!(e instanceof DataNotFoundError)) throw e;
+    process.stderr.write('bench patch: Fashion-MNIST not installed; using the fixture (test: images 0..499, universal training: 500..999)\n');
+    const fx = loadFixture();
+    test = subset(fx, Array.from({ length: 500 }, (_, i) => i), 'fashion-mnist/test-fixture');
+    train = subset(fx, Array.from({ length: 500 }, (_, i) => 500 + i), 'fashion-mnist/fixture-train');
+  }
+  for (const d of a.defences ?? []) if (!DEFENCES.includes(d)) throw new Error(`unknown defence "${d}" (${DEFENCES.join(', ')})`);
+  for (const t of a.attacks ?? []) if (t !== 'perimage' && t !== 'universal') throw new Error(`unknown attack "${t}" (perimage, universal)`);
+  const clf = await loadClassifier('fashion-mnist');
+  const model = await loadDiffusionModel('fashion-mnist');
+  const { out, split: _split, ...rest } = a;
+  return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
+}
+
+/** `advpurify bench patch [--count --steps --seed --out --split --attacks perimage,universal --defense none,diffpure,patch,auto --json]`. */
+export async function benchPatchCli(f: { count?: string; steps?: string; seed?: string; out?: string; split?: string; attacks?: string; defense?: string; json?: boolean }): Promise<number> {
+  const int = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const r = await benchPatch({
+    count: int(f.count), steps: int(f.steps), seed: int(f.seed), out: f.out, split: f.split,
+    attacks: f.attacks?.split(',') as PatchAttackName[] | undefined, defences: f.defense?.split(',') as DefenceName[] | undefined,
+  });
+  process.stdout.write(f.json ? `${JSON.stringify({ files: r.files })}\n` : r.markdown);
+  return 0;
+}
