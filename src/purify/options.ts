@@ -1,7 +1,8 @@
 /** Purifier options, their defaults and bounds. One validator serves the API, the CLI and the middleware. */
 import { PurifyError } from './errors.js';
 
-export const MODES = ['diffpure', 'oneshot', 'none'] as const;
+/** patch: localise a patch and inpaint it (src/purify/patch/); auto: patch, then diffpure. */
+export const MODES = ['diffpure', 'oneshot', 'none', 'patch', 'auto'] as const;
 export type Mode = (typeof MODES)[number];
 export type Sampler = 'ddpm' | 'ddim';
 

@@ -4,7 +4,9 @@
  *   reverse steps back to 0, return x0_hat;
  * - oneshot (denoised smoothing, Carlini et al. 2023): noise at sigma (t with sqrt((1-abar)/abar) = 2 sigma),
  *   one x0 prediction;
- * - none: identity.
+ * - none: identity;
+ * - patch: localise a patch from the model's reconstruction residuals and inpaint it (RePaint), see patch/;
+ * - auto: patch, then diffpure.
  * `purify` is pure tf ops, so attacks can differentiate through every reverse step.
  */
 import { tf, type Tensor4D } from '../backend/index.js';
@@ -13,6 +15,7 @@ import type { DiffusionModel } from '../models/diffusion-model.js';
 import { cryptoSeed, mulberry32, type Rng } from '../util/rng.js';
 import { PurifyError } from './errors.js';
 import { resolveOptions, type PurifyOptions, type ResolvedOptions } from './options.js';
+import { purifyAuto, purifyPatch } from './patch/index.js';
 
 export interface CallOptions {
   seed?: number;
@@ -46,6 +49,12 @@ export class Purifier {
         return x.clone();
       case 'oneshot':
         return this.oneshot(x, rng);
+      case 'patch':
+      case 'auto': {
+        const r = this.options.mode === 'patch' ? purifyPatch(this.model, x, { seed }) : purifyAuto(this.model, x, (y) => this.diffpure(y, rng), { seed });
+        r.mask.dispose();
+        return r.x;
+      }
       default:
         return this.diffpure(x, rng);
     }
