@@ -166,7 +166,8 @@ const certify: Command = async (_pos, f) => {
 
 const bench: Command = async (pos, f) => {
   if (pos[0] === 'robustness') return (await import('../../attacks/bench/cli.js')).benchRobustness(f);
-  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf|robustness');
+  if (pos[0] === 'patch') return (await import('../purify/patch/bench.js')).benchPatchCli(f);
+  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf|robustness|patch');
   const { runPerfBench } = await import('../bench/perf.js');
   await runPerfBench();
 };
