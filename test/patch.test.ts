@@ -3,7 +3,7 @@ import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadFixture, subset } from '../src/data/index.js';
 import type { CnnClassifier } from '../src/models/classifier.js';
 import type { DiffusionModel } from '../src/models/diffusion-model.js';
-import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
+import { createPurifier, loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
 import { boxMask, inpaint, localizePatch, maskIoUs, purifyPatch, randomBox, type Box } from '../src/purify/patch/index.js';
 import { applyPatch, maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchAttackResult } from '../attacks/patch.js';
 import { mulberry32 } from '../src/util/rng.js';
@@ -165,5 +165,22 @@ describe('patch defence with the shipped diffusion model', () => {
     tf.dispose([r.x, r.mask, g]);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, xp]);
+  }, SLOW);
+
+  it("purify modes 'patch' and 'auto' keep shape and range and leak nothing", async () => {
+    await settle();
+    const { x, y } = batch(fixture, [40]);
+    for (const mode of ['patch', 'auto'] as const) {
+      const p = await createPurifier({ mode, tStar: 50, steps: 2, seed: 1 });
+      const before = tf.memory().numTensors;
+      const out = p.purify(x);
+      expect(out.shape).toEqual([1, 28, 28, 1]);
+      const [lo, hi] = tf.tidy(() => [out.min().dataSync()[0], out.max().dataSync()[0]]);
+      expect(lo).toBeGreaterThanOrEqual(0);
+      expect(hi).toBeLessThanOrEqual(1);
+      out.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    }
+    tf.dispose([x, y]);
   }, SLOW);
 });
