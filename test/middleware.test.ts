@@ -194,7 +194,7 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
     await pool?.close();
   });
 
-  const send = (path: string, headers: Record<string, string> = { 'content-type': 'image/png' }, body: BodyInit = png) => fetch(`${url}${path}`, { method: 'POST', body, headers });
+  const send = (path: string, headers: Record<string, string> = { 'content-type': 'image/png' }, body: BodyInit = new Uint8Array(png)) => fetch(`${url}${path}`, { method: 'POST', body, headers });
 
   it('puts the purified pixels and PNG on req.purified, and they agree', async () => {
     const r = await send('/closed');

@@ -25,7 +25,9 @@ afterAll(async () => {
 });
 
 const post = (path: string, body: BodyInit | undefined, headers: Record<string, string> = {}) => fetch(`${s.url}${path}`, { method: 'POST', body, headers });
-const raw = (path: string, bytes: Uint8Array, type = 'image/png', headers: Record<string, string> = {}) => post(path, bytes, { 'content-type': type, ...headers });
+/** An exact ArrayBuffer-backed copy: what fetch and Blob accept (a Buffer may sit on a shared pool). */
+const u8 = (b: Uint8Array) => new Uint8Array(b);
+const raw = (path: string, bytes: Uint8Array, type = 'image/png', headers: Record<string, string> = {}) => post(path, u8(bytes), { 'content-type': type, ...headers });
 
 async function expectError(r: Response, status: number, code: string, field?: string): Promise<{ code: string; message: string; field?: string }> {
   const text = await r.text();
@@ -106,7 +108,7 @@ describe('endpoints', () => {
 
   it('accepts multipart, raw and JSON (base64 and data: URL) uploads', async () => {
     const fd = new FormData();
-    fd.append('image', new Blob([png], { type: 'application/octet-stream' }), 'a.bin'); // declared type ignored
+    fd.append('image', new Blob([u8(png)], { type: 'application/octet-stream' }), 'a.bin'); // declared type ignored
     fd.append('options', JSON.stringify({ mode: 'none' }));
     const m = await post('/v1/purify', fd);
     expect(m.status).toBe(200);
@@ -170,7 +172,7 @@ describe('bad input: a clear 4xx, and the server keeps serving', () => {
     const big = Buffer.concat([png, Buffer.alloc(MAX_BYTES + 1)]);
     await expectError(await raw('/v1/purify', big), 413, 'PAYLOAD_TOO_LARGE');
     const fd = new FormData();
-    fd.append('image', new Blob([big]), 'big.png');
+    fd.append('image', new Blob([u8(big)]), 'big.png');
     await expectError(await post('/v1/purify', fd), 413, 'PAYLOAD_TOO_LARGE');
     const json = JSON.stringify({ image: Buffer.concat([big, big]).toString('base64') });
     await expectError(await post('/v1/purify', json, { 'content-type': 'application/json' }), 413, 'PAYLOAD_TOO_LARGE');
@@ -206,15 +208,15 @@ describe('bad input: a clear 4xx, and the server keeps serving', () => {
 
   it('too many form parts, fields or files', async () => {
     const parts = new FormData();
-    parts.append('image', new Blob([png]), 'a.png');
+    parts.append('image', new Blob([u8(png)]), 'a.png');
     parts.append('options', '{}');
     parts.append('more', 'x');
     const r = await post('/v1/purify', parts);
     expect(r.status).toBe(413);
     expect(['TOO_MANY_PARTS', 'TOO_MANY_FIELDS']).toContain(((await r.json()) as { error: { code: string } }).error.code);
     const files = new FormData();
-    files.append('image', new Blob([png]), 'a.png');
-    files.append('image', new Blob([png]), 'b.png');
+    files.append('image', new Blob([u8(png)]), 'a.png');
+    files.append('image', new Blob([u8(png)]), 'b.png');
     await expectError(await post('/v1/purify', files), 413, 'TOO_MANY_FILES');
     const noImage = new FormData();
     noImage.append('options', '{}');
@@ -288,7 +290,7 @@ describe('under load', () => {
       const busy = Array.from({ length: 4 }, () => raw('/v1/purify', png).then((r) => r.arrayBuffer())); // fill the worker's 4 slots
       await until(() => s.pool.inFlight === 4);
       const ac = new AbortController();
-      const gone = fetch(`${s.url}/v1/purify?mode=oneshot`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' }, signal: ac.signal }).catch(() => 'aborted');
+      const gone = fetch(`${s.url}/v1/purify?mode=oneshot`, { method: 'POST', body: u8(png), headers: { 'content-type': 'image/png' }, signal: ac.signal }).catch(() => 'aborted');
       await until(() => s.pool.queueDepth === 1);
       ac.abort();
       expect(await gone).toBe('aborted');

@@ -105,7 +105,11 @@ function tfjsNodeInstalled(): boolean {
   return false;
 }
 
-/** The worker file next to this one: worker.js when compiled, worker.ts (through tsx) from source. */
+/**
+ * The worker file next to this one: worker.js when compiled, worker.ts (through tsx) from source.
+ * From source, piscina loads it with require(), which tsx's CJS hooks compile (on Node 20 the ESM
+ * hooks are not active in worker threads), so worker.ts and its imports must not use top-level await.
+ */
 function workerFile(): { filename: string; execArgv: string[] } {
   const js = fileURLToPath(new URL('./worker.js', import.meta.url));
   if (existsSync(js)) return { filename: js, execArgv: [] };
