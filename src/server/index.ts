@@ -96,8 +96,10 @@ export function createApp(o: ServerOptions = {}): PurifyServer {
       const mode = (res.locals.advpurify as { mode?: string } | undefined)?.mode ?? 'unknown';
       if (route.startsWith('/v1/')) metrics.request(route, mode, res.statusCode, ms / 1000);
       const line = { id, method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(ms * 10) / 10, mode: route.startsWith('/v1/') ? mode : undefined, code: res.locals.errorCode };
-      if (res.statusCode >= 500) logger.warn(line, 'request');
-      else if (route.startsWith('/v1/')) logger.info(line, 'request');
+      // shed 503s are expected under overload (and counted in metrics): logging each would add load
+      const shed = res.statusCode === 503 && (res.locals.errorCode === 'QUEUE_FULL' || res.locals.errorCode === 'OVERLOADED');
+      if (res.statusCode >= 500 && !shed && route !== '/readyz') logger.warn(line, 'request');
+      else if (route.startsWith('/v1/') && !shed) logger.info(line, 'request');
       else logger.debug(line, 'request');
     });
     next();
