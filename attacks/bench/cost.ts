@@ -24,7 +24,7 @@ export interface CostOptions {
   norm?: Norm;
   attacks?: AttackName[];
   batchSize?: number; // default 10, as in the runs
-  reps?: number; // timed repetitions per measurement (default 2)
+  reps?: number; // timed repetitions per measurement (default 2; more until 2 s have passed)
   purify?: PurifyOptions;
   build?: (spec: string) => Promise<DefenseSetup>;
 }
@@ -60,13 +60,18 @@ export function attackBudget(attack: AttackName, s: AttackSettings, randomized: 
   return { gradients: 0, forwards: s.squareQueries + 1 + judge };
 }
 
-function timed(f: () => void, reps: number): { wall: number; cpu: number } {
-  f(); // warm-up
+/** Mean wall and CPU seconds of f over at least `reps` calls and at least `minSeconds` (after a warm-up call). */
+function timed(f: () => void, reps: number, minSeconds = 2): { wall: number; cpu: number } {
+  f();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < reps; i++) f();
+  let n = 0;
+  while (n < reps || performance.now() - t0 < minSeconds * 1000) {
+    f();
+    n++;
+  }
   const c = process.cpuUsage(c0);
-  return { wall: (performance.now() - t0) / 1000 / reps, cpu: (c.user + c.system) / 1e6 / reps };
+  return { wall: (performance.now() - t0) / 1000 / n, cpu: (c.user + c.system) / 1e6 / n };
 }
 
 export async function attackCost(o: CostOptions): Promise<CostReport> {
