@@ -175,7 +175,7 @@ const bench: Command = async (pos, f) => {
 const serve: Command = async (_pos, f) => {
   const { startServer } = await import('../server/index.js');
   const port = num(f.port, 'port') ?? (process.env.PORT ? Number(process.env.PORT) : 3000);
-  const s = await startServer({ port, host: f.host, model: f.model, workers: num(f.workers, 'workers') });
+  const s = await startServer({ port, host: f.host, model: f.model, workers: num(f.workers, "workers"), handleSignals: true });
   process.stderr.write(`advpurify: serving on ${s.url}\n`);
   await new Promise(() => {});
 };

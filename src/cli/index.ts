@@ -19,7 +19,7 @@ commands:
   eval                     accuracy of the shipped classifier with/without purification on a data split
   train classifier|diffusion  train a model (checkpoints and resumes)
   certify                  randomized-smoothing certification (Cohen et al.; denoised smoothing)
-  bench perf               throughput / FLOP-rate benchmark
+  bench perf|robustness|patch  throughput; adaptive-attack robustness; patch defence benchmarks
   serve                    HTTP server (same as npm start)
 run 'advpurify <command> --help' for the command's options (see README).`;
 
