@@ -12,6 +12,8 @@
  */
 import { tf, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
 import { boxMask, randomBox, type Box } from '../src/purify/patch/box.js';
+import { anomalyScore, findPatch, LOCALIZE_DEFAULTS, type LocalizeOptions } from '../src/purify/patch/localize.js';
+import type { DiffusionModel } from '../src/models/diffusion-model.js';
 import { cryptoSeed, mulberry32, type Rng } from '../src/util/rng.js';
 import { asModel, labelTensor, misclassified, nextSeed, Outcome, perExampleLoss, rows, toLabels } from './common.js';
 import type { AttackModel, AttackResult, Labels, LossName, Target } from './common.js';
@@ -38,7 +40,7 @@ export interface PatchPgdOptions {
 }
 
 export interface PatchAttackResult extends AttackResult {
-  /** Where each image's patch is (the last restart's box for images never fooled). */
+  /** Where each image's patch is (for images never fooled, the box of the highest-loss iterate; size 0 for images not attacked). */
   boxes: Box[];
 }
 
@@ -113,7 +115,7 @@ export function patchPgd(target: Target, x: Tensor4D, y: Labels, o: PatchPgdOpti
   const [h, w] = [x.shape[1], x.shape[2]];
   const rng = mulberry32(o.seed ?? 0);
   // the box of each image's recorded adversarial (Outcome keeps the first fooling or the highest-loss iterate)
-  const boxes: Box[] = Array.from({ length: x.shape[0] }, () => ({ top: 0, left: 0, size: o.size }));
+  const boxes: Box[] = Array.from({ length: x.shape[0] }, () => ({ top: 0, left: 0, size: 0 }));
   const bestLoss = new Float64Array(x.shape[0]).fill(-Infinity);
   const steps = o.steps ?? 100;
   const alpha = o.stepSize ?? 1 / 16;
@@ -252,4 +254,27 @@ export function maskedBpda(forward: (x: Tensor4D, seed: number) => { x: Tensor4D
       return op(x) as Tensor4D;
     },
   };
+}
+
+/**
+ * Evasion term against the reconstruction-residual localiser (src/purify/patch/localize.ts): minus the mean
+ * anomaly score inside the box, for the images whose box the localiser currently finds (its best square
+ * overlaps the box; one noise draw per t). Exact gradient through the diffusion model.
+ */
+export function evasionPenalty(model: DiffusionModel, opts: LocalizeOptions = {}, seed = 0): PatchPenalty {
+  const o = { ...LOCALIZE_DEFAULTS, ...opts };
+  let s = seed;
+  return (x, box) =>
+    tf.tidy(() => {
+      const [n, h, w] = x.shape;
+      const score = anomalyScore(model, x, o.ts, 1, s++);
+      const [data, inBoxPx] = [score.dataSync(), box.dataSync()];
+      const found = Float32Array.from({ length: n }, (_, i) => {
+        const f = findPatch(data.subarray(i * h * w, (i + 1) * h * w), h, w, o);
+        for (let r = f.top; r < f.top + f.size; r++) for (let c = f.left; c < f.left + f.size; c++) if (inBoxPx[(i * h + r) * w + c]) return 1;
+        return 0;
+      });
+      const inBox = tf.div(tf.sum(tf.mul(score, box), [1, 2, 3]), tf.maximum(tf.sum(box, [1, 2, 3]), 1));
+      return tf.neg(tf.mul(inBox, tf.tensor1d(found))) as Tensor1D;
+    });
 }

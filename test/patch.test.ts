@@ -5,7 +5,7 @@ import type { CnnClassifier } from '../src/models/classifier.js';
 import type { DiffusionModel } from '../src/models/diffusion-model.js';
 import { createPurifier, loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
 import { boxMask, inpaint, localizePatch, maskIoUs, purifyPatch, randomBox, type Box } from '../src/purify/patch/index.js';
-import { applyPatch, maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchAttackResult } from '../attacks/patch.js';
+import { applyPatch, evasionPenalty, maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchAttackResult } from '../attacks/patch.js';
 import { mulberry32 } from '../src/util/rng.js';
 
 const fixture = loadFixture();
@@ -69,7 +69,8 @@ describe('patch attacks on the shipped Fashion-MNIST classifier', () => {
     expect(outside).toBe(0);
     expect(lo).toBeGreaterThanOrEqual(0);
     expect(hi).toBeLessThanOrEqual(1);
-    expect(r.boxes.every((b) => b.size === 6 && b.top >= 0 && b.left >= 0 && b.top + 6 <= H && b.left + 6 <= H)).toBe(true);
+    // attacked images carry a 6x6 box inside the image; images the classifier already got wrong are left as they are (size 0)
+    expect(r.boxes.every((b, i) => (r.cleanCorrect[i] ? b.size === 6 && b.top >= 0 && b.left >= 0 && b.top + 6 <= H && b.left + 6 <= H : b.size === 0))).toBe(true);
     const attacked = r.cleanCorrect.reduce((s, v) => s + v, 0);
     const broken = r.cleanCorrect.reduce((s, v, i) => s + (v && r.fooled[i] ? 1 : 0), 0);
     console.log(`patch 6x6 PGD-30 x 2 restarts: fooled ${broken}/${attacked} clean-correct fixture images`);
@@ -182,5 +183,25 @@ describe('patch defence with the shipped diffusion model', () => {
       expect(tf.memory().numTensors).toBe(before);
     }
     tf.dispose([x, y]);
+  }, SLOW);
+
+  it('the evasion term penalises a box the localiser finds (with a gradient through the model) and ignores one it misses', async () => {
+    await settle();
+    const { x, y } = batch(fixture, [50, 51, 52, 53]);
+    const { x: xp, boxes } = pasteSquares(x, 6, 9);
+    const before = tf.memory().numTensors;
+    const found = boxMask(boxes, H, H);
+    // clean images, a box the localiser cannot "find" there: its best square overlaps nothing of an empty-corner 1x1 box
+    const elsewhere = boxMask(boxes.map(() => ({ top: 0, left: 0, size: 1 })), H, H);
+    const penalty = evasionPenalty(model, {}, 1);
+    const onPatch = tf.tidy(() => penalty(xp, found).dataSync());
+    const offPatch = tf.tidy(() => penalty(x, elsewhere).dataSync());
+    expect(Array.from(onPatch).filter((v) => v < 0).length).toBeGreaterThanOrEqual(3);
+    expect(Array.from(offPatch).every((v) => v === 0)).toBe(true);
+    const g = tf.grad((v: tf.Tensor) => tf.sum(penalty(v as Tensor4D, found)))(xp);
+    expect(tf.tidy(() => tf.sum(tf.abs(tf.mul(g, found))).dataSync()[0])).toBeGreaterThan(0);
+    tf.dispose([found, elsewhere, g]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, y, xp]);
   }, SLOW);
 });

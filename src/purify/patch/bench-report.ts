@@ -52,11 +52,11 @@ function markdown(sums: Summary[], sizes: number[], o: PatchBenchOptions): strin
   const get = (a: string, d: string, s: number) => sums.find((x) => x.attack === a && x.defence === d && x.size === s);
   const defs = [...new Set(sums.map((s) => s.defence))];
   const attacks = [...new Set(sums.map((s) => s.attack))].filter((a) => a !== 'clean');
-  const head = ['defence', 'clean acc', ...attacks.flatMap((a) => sizes.map((s) => `${a} ${s}x${s}`)), ...sizes.map((s) => `IoU ${s}x${s}`), 'clean detections'];
+  const head = ['defence', 'clean acc', ...attacks.flatMap((a) => sizes.map((s) => `${a} ${s}x${s}`)), ...sizes.map((s) => `IoU ${s}x${s}`), 'clean images inpainted'];
   const lines = [
     `# Patch benchmark: ${o.test.name}, ${Math.max(...sums.map((s) => s.n))} images`,
     '',
-    `Robust accuracy under adaptive patch attacks (per-image: PGD ${o.steps ?? 50} steps, location search ${o.candidates ?? 4}, EOT ${o.eot ?? 2}; ` +
+    `Robust accuracy under adaptive patch attacks (per-image: PGD ${o.steps ?? 50} steps x ${o.restarts ?? 2} restarts, location search over ${o.candidates ?? 8} places, EOT ${o.eot ?? 2}; ` +
       `universal: ${o.universalSteps ?? 100} steps x batch ${o.universalBatch ?? 16} on training images). IoU: found square vs true box under the per-image attack.`,
     '',
     `| ${head.join(' | ')} |`,

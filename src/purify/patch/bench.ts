@@ -8,7 +8,8 @@
  * scales against the same defended model. Gradients: none = exact; diffpure = BPDA (identity) by default
  * (`gradient: 'full'` differentiates every reverse step); patch and auto = masked BPDA (exact through the
  * pixels the defence keeps, zero where it inpaints; BPDA through diffpure in auto) plus an evasion term:
- * minus the localiser's anomaly score inside the box (exact gradient through the diffusion model).
+ * minus the localiser's anomaly score inside the box while the localiser finds the box (attacks/patch.ts
+ * evasionPenalty; exact gradient through the diffusion model).
  * An image counts as robust when one fresh draw of the defence classifies its adversarial version correctly.
  *
  * Resumable: one TSV per (attack, defence, size) with a row per image, appended after each chunk of
@@ -25,9 +26,9 @@ import { Progress } from '../../util/progress.js';
 import { Purifier } from '../purifier.js';
 import { loadClassifier, loadDiffusionModel } from '../index.js';
 import { adaptive, type Target } from '../../../attacks/index.js';
-import { maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchPenalty } from '../../../attacks/patch.js';
+import { evasionPenalty, maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchPenalty } from '../../../attacks/patch.js';
 import { boxIoU, randomBox, type Box } from './box.js';
-import { anomalyScore, LOCALIZE_DEFAULTS, type FoundPatch } from './localize.js';
+import type { FoundPatch } from './localize.js';
 import { purifyAuto, purifyPatch, type PatchOptions } from './index.js';
 import { writeReport, type BenchRow } from './bench-report.js';
 
@@ -46,7 +47,8 @@ export interface PatchBenchOptions {
   defences?: DefenceName[];
   attacks?: PatchAttackName[];
   steps?: number; // per-image PGD steps (default 50)
-  candidates?: number; // location search (default 4)
+  candidates?: number; // location search (default 8)
+  restarts?: number; // per-image restarts, each at a newly searched place (default 2)
   eot?: number; // draws per gradient for randomized defences (default 2)
   gradient?: 'full' | 'bpda'; // through diffpure (default 'bpda')
   universalSteps?: number; // default 100
@@ -77,11 +79,8 @@ function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
   const popts = (seed: number): PatchOptions => ({ ...o.patch, seed });
   const patch = (x: Tensor4D, seed: number) => purifyPatch(model, x, popts(seed));
   const auto = (x: Tensor4D, seed: number) => purifyAuto(model, x, (y) => diff.purify(y, { seed }), popts(seed));
-  const ts = o.patch?.localize?.ts ?? LOCALIZE_DEFAULTS.ts;
-  let penaltySeed = 0;
-  // evade the localiser: lower the anomaly score inside the box
-  const penalty: PatchPenalty = (x, box) =>
-    tf.tidy(() => tf.neg(tf.div(tf.sum(tf.mul(anomalyScore(model, x, ts, 1, penaltySeed++), box), [1, 2, 3]), tf.sum(box, [1, 2, 3]))) as tf.Tensor1D);
+  // evade the localiser: lower the anomaly score inside the box while the localiser finds it
+  const penalty = evasionPenalty(model, o.patch?.localize, hashSeed(o.seed ?? 0, 'evasion'));
   return {
     none: { forward: (x) => ({ x: x.clone() }), target: () => classifier },
     diffpure: {
@@ -135,7 +134,7 @@ function runChunk(o: PatchBenchOptions, name: DefenceName, def: Defence, attack:
   let xAdv: Tensor4D;
   let boxes: (Box | undefined)[] = idx.map(() => undefined);
   if (attack === 'perimage') {
-    const r = patchPgd(def.target(seed), x, y, { size, location: 'search', candidates: o.candidates ?? 4, steps: o.steps ?? 50, seed, penalty: def.penalty });
+    const r = patchPgd(def.target(seed), x, y, { size, location: 'search', candidates: o.candidates ?? 8, restarts: o.restarts ?? 2, steps: o.steps ?? 50, seed, penalty: def.penalty });
     xAdv = r.xAdv;
     boxes = r.boxes;
   } else if (attack === 'universal') {
@@ -155,7 +154,7 @@ function runChunk(o: PatchBenchOptions, name: DefenceName, def: Defence, attack:
   return idx.map((index, i) => {
     const f = out.found?.[i];
     const b = boxes[i];
-    const iou = f && b ? (f.detected ? boxIoU(f, b) : 0) : -1;
+    const iou = f && b && b.size > 0 ? (f.detected ? boxIoU(f, b) : 0) : -1;
     return { index, label: y[i], prediction: pred[i], correct: pred[i] === y[i], detected: f ? Number(f.detected) : -1, iou, box: b ?? { top: -1, left: -1, size: 0 }, seconds };
   });
 }
