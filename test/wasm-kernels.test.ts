@@ -119,6 +119,50 @@ describe('wasm reductions and matmuls match the cpu backend', () => {
     const r2 = onBoth(() => tf.tidy(() => tf.matMul(tf.tensor2d(a.slice(0, 20), [4, 5]), tf.tensor2d(b.slice(0, 30), [6, 5]), false, true)));
     expect(maxRelErr(r2.got.data, r2.ref.data)).toBeLessThan(1e-5);
   });
+
+  it('slices (non-contiguous, ranks 2-4) and split along any axis', () => {
+    const cases: [number[], number[], number[]][] = [
+      [[2, 5, 6, 7], [0, 1, 2, 3], [2, 3, 4, 4]],
+      [[2, 5, 6, 7], [1, 0, 0, 2], [1, 5, 6, 5]],
+      [[10, 21], [3, 4], [5, 17]],
+      [[5, 6, 14], [1, 2, 0], [3, 3, 14]],
+    ];
+    for (const [shape, begin, size] of cases) {
+      const { ref, got } = onBoth(() => tf.tidy(() => tf.slice(tf.tensor(data.slice(0, shape.reduce((p, q) => p * q)), shape), begin, size)));
+      expect(got.shape).toEqual(ref.shape);
+      expect(Array.from(got.data)).toEqual(Array.from(ref.data));
+    }
+    for (const axis of [0, 1, 2, 3]) {
+      const { ref, got } = onBoth(() => tf.tidy(() => tf.concat(tf.split(tf.tensor4d(data, [2, 5, 6, 7]), axis === 3 ? [3, 4] : axis === 0 ? 2 : [2, -1], axis).map((t) => t.add(1)), axis)));
+      expect(Array.from(got.data)).toEqual(Array.from(ref.data));
+    }
+  });
+
+  it('gradient of 2x nearest-neighbour upsampling is the 2x2 block sum, and clone/cast share data without leaks', () => {
+    // (tfjs's cpu ResizeNearestNeighborGrad is wrong for batch > 1, so the reference is the definition)
+    const x = tf.tensor4d(data.slice(0, 2 * 3 * 4 * 5), [2, 3, 4, 5]);
+    const w = Float32Array.from({ length: 2 * 6 * 8 * 5 }, (_, i) => Math.cos(i * 0.7));
+    const want = new Float32Array(120);
+    for (let n = 0; n < 2; n++) for (let y = 0; y < 6; y++) for (let v = 0; v < 8; v++) for (let c = 0; c < 5; c++) {
+      want[((n * 3 + (y >> 1)) * 4 + (v >> 1)) * 5 + c] += w[((n * 6 + y) * 8 + v) * 5 + c];
+    }
+    const g = tf.tidy(() => tf.grad((v: tf.Tensor4D) => tf.image.resizeNearestNeighbor(v, [6, 8]).mul(tf.tensor4d(w, [2, 6, 8, 5])).sum())(x));
+    expect(maxRelErr(g.dataSync(), want)).toBeLessThan(1e-5);
+    tf.dispose([x, g]);
+    const before = tf.memory().numTensors;
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    const c = tf.cast(a, 'float32');
+    a.dispose();
+    expect(Array.from(b.dataSync())).toEqual([1, 2, 3]);
+    b.dispose();
+    expect(Array.from(c.dataSync())).toEqual([1, 2, 3]);
+    const d = tf.cast(c, 'int32');
+    expect(Array.from(d.dataSync())).toEqual([1, 2, 3]);
+    d.dispose();
+    c.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 describe('batch-norm gradient override', () => {

@@ -200,6 +200,107 @@ function reduceByMatMul(original: KernelFn, mean: boolean): KernelFn {
   };
 }
 
+/**
+ * wasm's Identity (tf.clone, and Cast to the same dtype, which gradients call on every Multiply) copies
+ * the buffer; tensors are immutable, so share it by reference count as Reshape does and as the cpu
+ * backend's Identity does. Saves several hundred full-activation copies per U-Net training step.
+ */
+function sharedIdentity(original: KernelFn, isCast: boolean): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const x = inputs.x;
+    const dtype = isCast ? (attrs as { dtype: string }).dtype : x.dtype;
+    if (x.dtype === 'string' || dtype !== x.dtype) return original({ inputs, attrs, backend });
+    (backend as Backend & { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
+type HeapBackend = Backend & {
+  typedArrayFromHeap(t: TensorInfo): Float32Array;
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+};
+
+/**
+ * wasm's Slice copies a non-contiguous block (e.g. the channel halves a concat's gradient splits
+ * off, SplitV) with one `subarray().set()` per innermost run after copying the whole input out of
+ * the heap: ~90 ms for [64,28,28,128]. Copy float32 runs straight from heap view to heap view.
+ */
+function fastSlice(original: KernelFn): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const x = inputs.x;
+    const rank = x.shape.length;
+    if (x.dtype !== 'float32' || rank < 2 || rank > 4) return original({ inputs, attrs, backend });
+    const a = attrs as { begin: number | number[]; size: number | number[] };
+    const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, a.begin, a.size);
+    if (tf.slice_util.isSliceContinous(x.shape, begin, size)) return original({ inputs, attrs, backend });
+    const b = backend as HeapBackend;
+    const pad = 4 - rank;
+    const shape = [...Array(pad).fill(1), ...x.shape];
+    const bg = [...Array(pad).fill(0), ...begin];
+    const sz = [...Array(pad).fill(1), ...size];
+    const out = b.makeOutput(size, 'float32');
+    const src = b.typedArrayFromHeap(x);
+    const dst = b.typedArrayFromHeap(out);
+    const s2 = shape[3];
+    const s1 = shape[2] * s2;
+    const s0 = shape[1] * s1;
+    const run = sz[3];
+    let o = 0;
+    for (let i = bg[0]; i < bg[0] + sz[0]; i++) {
+      for (let j = bg[1]; j < bg[1] + sz[1]; j++) {
+        for (let k = bg[2]; k < bg[2] + sz[2]; k++) {
+          const from = i * s0 + j * s1 + k * s2 + bg[3];
+          if (run >= 64) dst.set(src.subarray(from, from + run), o);
+          else for (let q = 0; q < run; q++) dst[o + q] = src[from + q];
+          o += run;
+        }
+      }
+    }
+    return out;
+  };
+}
+
+/** SplitV as slices through the (fast) registered Slice kernel; the stock one calls its own slice directly. */
+function splitVBySlices(): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const x = inputs.x;
+    const { numOrSizeSplits, axis } = attrs as { numOrSizeSplits: number | number[]; axis: number | number[] };
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, ax);
+    const slice = kernel('Slice');
+    const begin = x.shape.map(() => 0);
+    return sizes.map((s) => {
+      const size = [...x.shape];
+      size[ax] = s;
+      const piece = slice({ inputs: { x }, attrs: { begin: [...begin], size }, backend });
+      begin[ax] += s;
+      return piece;
+    }) as unknown as TensorInfo;
+  };
+}
+
+/**
+ * Gradient of the U-Net's 2x nearest-neighbour upsampling: each input pixel receives the sum of its
+ * 2x2 output block, i.e. 4 x AvgPool(2, 2) (XNNPACK), instead of wasm's scalar loop.
+ */
+function fastResizeNearestGrad(original: KernelFn): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const { images, dy } = inputs as { images: TensorInfo; dy: TensorInfo };
+    const { alignCorners, halfPixelCenters } = attrs as { alignCorners?: boolean; halfPixelCenters?: boolean };
+    const [, h, w] = images.shape;
+    const exact2x = dy.shape[1] === 2 * h && dy.shape[2] === 2 * w;
+    if (alignCorners || halfPixelCenters || !exact2x || images.dtype !== 'float32') return original({ inputs, attrs, backend });
+    const avgPool = kernel('AvgPool');
+    const mul = kernel('Multiply');
+    const fill = kernel('Fill');
+    return scoped(backend, (keep) => {
+      const pooled = keep(avgPool({ inputs: { x: dy }, attrs: { filterSize: 2, strides: 2, pad: 'valid' }, backend }));
+      const four = keep(fill({ inputs: {}, attrs: { shape: [], value: 4, dtype: 'float32' }, backend }));
+      return keep(mul({ inputs: { a: pooled, b: four }, backend }));
+    });
+  };
+}
+
 let registered = false;
 
 /** Register (or replace) the wasm training kernels. Idempotent. */
@@ -221,6 +322,18 @@ export function registerWasmTrainingKernels(): void {
     const original = kernel(name);
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: reduceByMatMul(original, mean) as unknown as tf.KernelFunc });
+  }
+  for (const [name, wrap] of [['Slice', fastSlice], ['ResizeNearestNeighborGrad', fastResizeNearestGrad]] as const) {
+    const original = kernel(name);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: wrap(original) as unknown as tf.KernelFunc });
+  }
+  tf.unregisterKernel('SplitV', 'wasm');
+  tf.registerKernel({ kernelName: 'SplitV', backendName: 'wasm', kernelFunc: splitVBySlices() as unknown as tf.KernelFunc });
+  for (const [name, isCast] of [['Identity', false], ['Cast', true]] as const) {
+    const original = kernel(name);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: sharedIdentity(original, isCast) as unknown as tf.KernelFunc });
   }
   registered = true;
 }
