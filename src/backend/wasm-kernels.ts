@@ -60,20 +60,16 @@ export function conv2DBackpropFilterWasm({ inputs, attrs, backend }: KernelArgs)
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
   const { top, bottom, left, right } = info.padInfo;
   const [kh, kw, cin, cout] = a.filterShape;
-  const pad = kernel('PadV2');
   const transpose = kernel('Transpose');
   const conv = kernel('Conv2D');
   const slice = kernel('Slice');
   return scoped(backend, (keep) => {
-    let xp = x;
-    if (top || bottom || left || right) {
-      xp = keep(pad({ inputs: { x }, attrs: { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 }, backend }));
-    }
-    const xT = keep(transpose({ inputs: { x: xp }, attrs: { perm: [3, 1, 2, 0] }, backend }));
+    // the zero padding is the conv's own (explicit) padding: no padded copy of x
+    const xT = keep(transpose({ inputs: { x }, attrs: { perm: [3, 1, 2, 0] }, backend }));
     const dyT = keep(transpose({ inputs: { x: dy }, attrs: { perm: [1, 2, 0, 3] }, backend }));
     const full = keep(conv({
       inputs: { x: xT, filter: dyT },
-      attrs: { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: [info.strideHeight, info.strideWidth] },
+      attrs: { strides: 1, pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dilations: [info.strideHeight, info.strideWidth] },
       backend,
     }));
     let cut = full;
@@ -124,7 +120,9 @@ export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs):
     const pr = wIn + kw - 1 - pl - wd;
     const padAmt = [[0, 0], [Math.max(pt, 0), Math.max(pb, 0)], [Math.max(pl, 0), Math.max(pr, 0)], [0, 0]];
     let dyp = dyd;
-    if (padAmt.some(([p, q]) => p > 0 || q > 0)) {
+    // non-negative padding is the conv's own (explicit) padding: no padded copy of dy
+    const convPad = pt >= 0 && pl >= 0 && pb >= 0 && pr >= 0 ? padAmt : 'valid';
+    if (convPad === 'valid' && padAmt.some(([p, q]) => p > 0 || q > 0)) {
       dyp = keep(pad({ inputs: { x: dyd }, attrs: { paddings: padAmt, constantValue: 0 }, backend }));
     }
     if (pt < 0 || pl < 0 || pb < 0 || pr < 0) {
@@ -139,7 +137,7 @@ export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs):
     const wT = keep(transpose({ inputs: { x: flipped }, attrs: { perm: [0, 1, 3, 2] }, backend }));
     return keep(conv({
       inputs: { x: dyp, filter: wT },
-      attrs: { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1 },
+      attrs: { strides: 1, pad: convPad, dataFormat: 'NHWC', dilations: 1 },
       backend,
     }));
   });
