@@ -10,7 +10,7 @@
  * the pixels the defence kept and blocks them where it inpainted (the thresholded mask has no gradient),
  * and `penalty` adds an evasion term (e.g. minus the localiser's anomaly score inside the box).
  */
-import { tf, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
+import { readTidy, tf, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
 import { boxMask, randomBox, type Box } from '../src/purify/patch/box.js';
 import { anomalyScore, findPatch, LOCALIZE_DEFAULTS, type LocalizeOptions } from '../src/purify/patch/localize.js';
 import type { DiffusionModel } from '../src/models/diffusion-model.js';
@@ -66,7 +66,7 @@ function objectiveGrad(model: AttackModel, x: Tensor4D, y: Tensor1D, mask: Tenso
 /** The s x s box with the largest sum of |g| (summed over channels) in each image: where the loss is most sensitive. */
 function salientBoxes(g: Tensor4D, size: number): Box[] {
   const [n, h, w] = g.shape;
-  const sal = tf.tidy(() => tf.sum(tf.abs(g), 3).dataSync());
+  const sal = readTidy(() => tf.sum(tf.abs(g), 3));
   return Array.from({ length: n }, (_, i) => {
     let best: Box = { top: 0, left: 0, size };
     let bestSum = -Infinity;

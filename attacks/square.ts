@@ -7,7 +7,7 @@
  * Uses only logits, never gradients: robustness it breaks that gradient attacks do not is the
  * signature of gradient masking.
  */
-import { tf, type Tensor4D } from '../src/backend/index.js';
+import { readTidy, tf, type Tensor4D } from '../src/backend/index.js';
 import { mulberry32, type Rng } from '../src/util/rng.js';
 import { asModel, Outcome, toLabels } from './common.js';
 import type { AttackModel, AttackResult, Labels, Target } from './common.js';
@@ -39,7 +39,7 @@ interface Scores {
 /** Margin z_y - max_{j!=y} z_j and misclassification of candidate images (rows of `data`). */
 function score(model: AttackModel, data: Float32Array, shape: [number, number, number], labels: Int32Array): Scores {
   const n = labels.length;
-  const z = tf.tidy(() => model.logits(tf.tensor4d(data, [n, ...shape])).dataSync());
+  const z = readTidy(() => model.logits(tf.tensor4d(data, [n, ...shape])));
   const classes = z.length / n;
   const margin = new Float32Array(n);
   const wrong = new Uint8Array(n);

@@ -6,7 +6,7 @@
  * makes undefended models far cheaper in practice.
  */
 import { cpus } from 'node:os';
-import { tf, initBackend } from '../../src/backend/index.js';
+import { tf, initBackend, readTidy } from '../../src/backend/index.js';
 import type { DatasetName } from '../../src/data/index.js';
 import type { PurifyOptions } from '../../src/purify/index.js';
 import { adaptive } from '../eot.js';
@@ -95,7 +95,7 @@ export async function attackCost(o: CostOptions): Promise<CostReport> {
         g.grad.dataSync();
         tf.dispose([g.grad, g.loss, g.logits]);
       }, reps);
-      const fwd = timed(() => tf.tidy(() => model.logits(x).dataSync()), reps);
+      const fwd = timed(() => readTidy(() => model.logits(x)), reps);
       report.primitives.push({ defense, gradient: grad.wall / b, forward: fwd.wall / b, cpuGradient: grad.cpu / b, cpuForward: fwd.cpu / b });
       for (const attack of attacks) {
         const { gradients, forwards } = attackBudget(attack, settings, setup.defense.randomized);

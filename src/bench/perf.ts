@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { tf, initBackend } from '../backend/index.js';
+import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 
@@ -60,7 +60,7 @@ export async function runPerfBench(): Promise<void> {
     const p = await createPurifier({ ...o, seed: 1 });
     for (const b of [1, 64]) {
       const x = tf.randomUniform([b, 28, 28, 1]) as tf.Tensor4D;
-      const ms = timeIt(() => tf.tidy(() => p.purify(x).dataSync()));
+      const ms = timeIt(() => readTidy(() => p.purify(x)));
       x.dispose();
       line(`| ${name} | t*=${p.t} steps=${p.options.mode === 'diffpure' ? p.options.steps : p.options.mode === 'oneshot' ? 1 : 0} | ${b} | ${((1000 * b) / ms).toFixed(1)} | ${ms.toFixed(1)} |`);
     }
@@ -72,11 +72,11 @@ export async function runPerfBench(): Promise<void> {
   const B = 64;
   const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
   const t = tf.fill([B], 100) as tf.Tensor1D;
-  const fwdMs = timeIt(() => tf.tidy(() => unetForward(p.model.params, cfg, x, t).dataSync()));
+  const fwdMs = timeIt(() => readTidy(() => unetForward(p.model.params, cfg, x, t)));
   const unetGflops = (2 * unetMacsPerImage(cfg) * B) / (fwdMs / 1000) / 1e9;
   const cx = tf.randomNormal([B, 28, 28, cfg.ch]) as tf.Tensor4D;
   const cw = tf.randomNormal([3, 3, cfg.ch, cfg.ch]) as tf.Tensor4D;
-  const convMs = timeIt(() => tf.tidy(() => tf.conv2d(cx, cw, 1, 'same').dataSync()));
+  const convMs = timeIt(() => readTidy(() => tf.conv2d(cx, cw, 1, 'same')));
   const convGflops = (2 * B * 28 * 28 * 9 * cfg.ch * cfg.ch) / (convMs / 1000) / 1e9;
 
   // training step vs forward on the same batch
