@@ -27,7 +27,10 @@ import { MicroBatcher } from '../src/middleware/batcher.js';
 import { mergeOptions, OPTION_NAMES } from '../src/middleware/schemas.js';
 import { PurifyError } from '../src/purify/errors.js';
 import { packageRoot } from '../src/data/index.js';
+import { decodeImage, toOriginalRect } from '../src/purify/index.js';
 import { join } from 'node:path';
+import { tf } from '../src/backend/index.js';
+import { overlap, patchedFixturePng, SQUARE } from './patched-image.js';
 
 function thrown(f: () => unknown): unknown {
   try {
@@ -169,7 +172,8 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
   const lag = new EventLoopMonitor(100, 600_000, 1); // the test sets p99Ms itself
 
   beforeAll(async () => {
-    pool = new PurifyPool({ workers: 1, maxBatch: 4 });
+    // workerNice 0: the patch-mode test runs ~40 UNet passes, tens of seconds on a busy machine
+    pool = new PurifyPool({ workers: 1, maxBatch: 4, workerNice: 0 });
     const app = express();
     const show = (req: express.Request, res: express.Response) => {
       const p = req.purified!;
@@ -180,6 +184,10 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
     app.post('/big', purifyMiddleware({ pool, mode: 'none', keepSize: true, maxEventLoopDelayMs: 0 }), show);
     app.post('/lagging', purifyMiddleware({ pool, mode: 'none', eventLoopMonitor: lag }), show);
     app.post('/classify', express.json({ limit: '1mb' }), classifyHandler({ pool, mode: 'oneshot', maxEventLoopDelayMs: 0 }));
+    app.post('/masked', purifyMiddleware({ pool, mode: 'patch', allowOverrides: ['mode', 'seed'], deadlineMs: 900_000, maxEventLoopDelayMs: 0 }), (req, res) => {
+      const { mode, mask } = req.purified!;
+      res.json({ mode, hasMask: mask !== undefined, mask: mask && { ...mask, data: Array.from(mask.data), png: mask.png.toString('base64') } });
+    });
     app.use(errorHandler());
     server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
@@ -251,6 +259,62 @@ describe('mounted in an app of your own (shipped models, one worker)', () => {
     m.p99Ms = 1e6;
     expect(m.shedFraction).toBe(0.95);
     m.close();
+  });
+
+  it("modes patch: req.purified.mask marks the inpainted region, over a pasted square; diffpure has no mask; no tensors leak", async () => {
+    const patched = await patchedFixturePng();
+    const [before] = await pool.workerStats(10_000);
+    const r = await send('/masked?seed=3', undefined, new Uint8Array(patched));
+    expect(r.status).toBe(200);
+    type Mask = { width: number; height: number; data: number[]; box: { left: number; top: number; width: number; height: number } | null; originalBox: unknown; png: string };
+    const b = (await r.json()) as { mode: string; hasMask: boolean; mask: Mask };
+    expect(b).toMatchObject({ mode: 'patch', hasMask: true, mask: { width: 28, height: 28 } });
+    const { data, box, originalBox, png } = b.mask;
+    expect(data).toHaveLength(28 * 28);
+    expect(data.every((v) => v === 0 || v === 1)).toBe(true);
+    const { cover, iou } = overlap(data);
+    console.log(`patch mask over HTTP: box ${JSON.stringify(box)}, covers ${(cover * 100).toFixed(0)}% of the 6x6 square, IoU ${iou.toFixed(2)}`);
+    expect(cover).toBeGreaterThanOrEqual(0.75);
+    expect(iou).toBeGreaterThan(0.4); // the localiser grows its square by a margin: 36/64 = 0.56 at best
+    // the box bounds the mask; the upload is 28x28, so it is also the box on the upload
+    expect(box).not.toBeNull();
+    expect(data.reduce((s, v) => s + v, 0)).toBeLessThanOrEqual(box!.width * box!.height);
+    expect(box!.left).toBeLessThanOrEqual(SQUARE.left + 1);
+    expect(originalBox).toEqual(box);
+    // the PNG is the same mask: 28x28 grayscale, 255 where data is 1
+    const meta = await sharp(Buffer.from(png, 'base64')).metadata();
+    expect([meta.format, meta.width, meta.height, meta.channels]).toEqual(['png', 28, 28, 1]);
+    const img = await sharp(Buffer.from(png, 'base64')).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    expect(Array.from(img.data, (v) => (v === 255 ? 1 : 0))).toEqual(data);
+    // other modes carry no mask
+    const d = (await (await send('/masked?mode=diffpure', undefined, new Uint8Array(patched))).json()) as { mode: string; hasMask: boolean };
+    expect(d).toEqual({ mode: 'diffpure', hasMask: false });
+    const [after] = await pool.workerStats(10_000);
+    expect(after.numTensors).toBe(before.numTensors);
+  }, 900_000);
+
+  it('a mask box maps back onto the upload, undoing the fit', async () => {
+    const size = { width: 28, height: 28, originalWidth: 56, originalHeight: 42 };
+    // contain: scaled by 1/2 to 28x21, letterboxed 3 rows from the top
+    expect(toOriginalRect({ left: 14, top: 3, width: 8, height: 8 }, size, 'contain')).toEqual({ left: 28, top: 0, width: 16, height: 16 });
+    expect(toOriginalRect({ left: 0, top: 0, width: 28, height: 2 }, size, 'contain')).toBeNull(); // on the letterbox
+    // fill: stretched by 2 and 1.5; cover: scaled by 2/3 to 37x28, 4 columns cropped on the left
+    expect(toOriginalRect({ left: 2, top: 2, width: 4, height: 4 }, size, 'fill')).toEqual({ left: 4, top: 3, width: 8, height: 6 });
+    expect(toOriginalRect({ left: 0, top: 0, width: 2, height: 3 }, size, 'cover')).toEqual({ left: 6, top: 0, width: 3, height: 5 });
+    // what the decoder really does: a white block on a 56x42 upload lands where toOriginalRect says
+    const upload = await sharp({ create: { width: 56, height: 42, channels: 3, background: '#000' } })
+      .composite([{ input: { create: { width: 16, height: 12, channels: 3, background: '#fff' } }, left: 20, top: 10 }])
+      .png()
+      .toBuffer();
+    const dec = await decodeImage(upload, { width: 28, height: 28, channels: 1 });
+    const px = dec.tensor.dataSync();
+    tf.dispose(dec.tensor);
+    let [t, l, btm, rgt] = [28, 28, -1, -1];
+    px.forEach((v, i) => {
+      if (v < 0.5) return;
+      [t, l, btm, rgt] = [Math.min(t, Math.floor(i / 28)), Math.min(l, i % 28), Math.max(btm, Math.floor(i / 28)), Math.max(rgt, i % 28)];
+    });
+    expect(toOriginalRect({ left: l, top: t, width: rgt - l + 1, height: btm - t + 1 }, size, 'contain')).toEqual({ left: 20, top: 10, width: 16, height: 12 });
   });
 
   it('rejects bad app options at mount time', () => {

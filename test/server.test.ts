@@ -1,19 +1,21 @@
 /**
  * The server over real HTTP (127.0.0.1, port 0) with the shipped Fashion-MNIST models and one worker.
- * Most requests use cheap modes ('none', 'oneshot'); the default diffpure path runs once.
+ * Most requests use cheap modes ('none', 'oneshot'); the default diffpure path runs once, patch and auto once each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { startServer, type RunningServer } from '../src/server/index.js';
-import type { TaskEvent } from '../src/middleware/index.js';
+import type { ClassifyResponse, MaskJson, Rect, TaskEvent } from '../src/middleware/index.js';
 import { FASHION_CLASSES } from '../src/data/index.js';
+import { overlap, patchedFixturePng } from './patched-image.js';
 
 const MAX_BYTES = 64 * 1024;
 let s: RunningServer;
 let png: Buffer;
 
 beforeAll(async () => {
-  s = await startServer({ port: 0, host: '127.0.0.1', workers: 1, maxBatch: 4, maxQueue: 2, maxBytes: MAX_BYTES, maxEventLoopDelayMs: 0, deadlineMs: 90_000, logger: false });
+  // workerNice 0 and a long deadline: a patch-mode request runs ~40 U-Net passes, a minute on a busy machine
+  s = await startServer({ port: 0, host: '127.0.0.1', workers: 1, maxBatch: 4, maxQueue: 2, maxBytes: MAX_BYTES, maxEventLoopDelayMs: 0, deadlineMs: 300_000, workerNice: 0, logger: false });
   png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#7a6050' } })
     .composite([{ input: Buffer.from('<svg width="40" height="30"><rect x="10" y="5" width="20" height="20" fill="#fff"/></svg>') }])
     .png()
@@ -147,6 +149,43 @@ describe('endpoints', () => {
     expect(r.headers.get('allow')).toBe('POST');
     await expectError(r, 405, 'METHOD_NOT_ALLOWED');
   });
+});
+
+describe('patch masks', () => {
+  /** A mask PNG (base64) as 0/1 per pixel. */
+  const bits = async (png: string) => Array.from(await sharp(Buffer.from(png, 'base64')).extractChannel(0).raw().toBuffer(), (v) => (v > 127 ? 1 : 0));
+  const header = (r: Rect | null) => (r ? `${r.left},${r.top},${r.width},${r.height}` : 'none');
+
+  it('modes patch and auto report the inpainted region (X-Purify-Mask-Box headers, `mask` in JSON answers) over a pasted square; diffpure has none', async () => {
+    const patched = await patchedFixturePng();
+    const [before] = await s.pool.workerStats(10_000);
+    const p = await raw('/v1/purify?mode=patch&seed=3', patched, 'image/png', { accept: 'application/json' });
+    expect(p.status).toBe(200);
+    const body = (await p.json()) as { image: string; mode: string; mask: MaskJson };
+    expect(body.mode).toBe('patch');
+    expect(Object.keys(body.mask).sort()).toEqual(['box', 'height', 'originalBox', 'png', 'width']);
+    expect(body.mask).toMatchObject({ width: 28, height: 28 });
+    expect(p.headers.get('x-purify-mask-box')).toBe(header(body.mask.box));
+    expect(p.headers.get('x-purify-mask-original-box')).toBe(header(body.mask.box)); // a 28x28 upload: the same pixels
+    const patchOverlap = overlap(await bits(body.mask.png));
+    expect(patchOverlap.cover).toBeGreaterThanOrEqual(0.75);
+    expect(patchOverlap.iou).toBeGreaterThan(0.4);
+
+    const c = await raw('/v1/classify?mode=auto&seed=3', patched);
+    expect(c.status).toBe(200);
+    const cb = (await c.json()) as ClassifyResponse;
+    expect(cb.purified).toMatchObject({ mode: 'auto', mask: { width: 28, height: 28 } });
+    const autoOverlap = overlap(await bits(cb.purified.mask!.png));
+    console.log(`mask IoU with the pasted 6x6 square over HTTP: patch ${patchOverlap.iou.toFixed(2)}, auto ${autoOverlap.iou.toFixed(2)}`);
+    expect(autoOverlap.iou).toBeGreaterThan(0.4);
+
+    const d = await raw('/v1/purify?steps=1', patched, 'image/png', { accept: 'application/json' });
+    expect(d.status).toBe(200);
+    expect(d.headers.get('x-purify-mask-box')).toBeNull();
+    expect(await d.json()).not.toHaveProperty('mask');
+    const [after] = await s.pool.workerStats(10_000);
+    expect(after.numTensors).toBe(before.numTensors);
+  }, 900_000);
 });
 
 describe('bad input: a clear 4xx, and the server keeps serving', () => {

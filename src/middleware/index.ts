@@ -2,7 +2,7 @@
  * Express 5 middleware: purify an uploaded image before your model sees it.
  *
  *   app.post('/predict', purifyMiddleware({ model: 'fashion-mnist', mode: 'diffpure' }), (req, res) => {
- *     req.purified; // { tensor: { data, shape }, png, width, height, mode, draws, ms, ... }
+ *     req.purified; // { tensor: { data, shape }, png, width, height, mode, draws, ms, mask?, ... }
  *   });
  *   app.post('/classify', classifyHandler({ model: 'fashion-mnist' }));   // -> { label, probabilities, purified }
  *   app.use(errorHandler());                                                // { error: { code, message, field? } }
@@ -18,7 +18,7 @@ import { HttpError, overloaded } from './errors.js';
 import { createInputReader, type ImageFormat } from './input.js';
 import { EventLoopMonitor } from './lag.js';
 import { PurifyPool, type PoolOptions } from './pool.js';
-import type { ClassifyResult, Fit, PurifyResult, Task } from './protocol.js';
+import type { ClassifyResult, Fit, MaskResult, PurifyResult, Rect, Task } from './protocol.js';
 import { mergeOptions, OPTION_NAMES, type ClientOptions, type OptionName } from './schemas.js';
 
 export { HttpError, toHttpError, errorHandler, overloaded, type ErrorBody, type ErrorHandlerOptions } from './errors.js';
@@ -26,7 +26,42 @@ export { PurifyPool, resolveModel, type PoolOptions, type TaskEvent, type Outcom
 export { optionsSchema, jsonBodySchema, REQUEST_LIMITS, OPTION_NAMES, parseQueryOptions, parseJsonOptions, type ClientOptions, type OptionName } from './schemas.js';
 export { sniffImage, type ImageFormat } from './input.js';
 export { EventLoopMonitor } from './lag.js';
-export type { WorkerStats, Fit } from './protocol.js';
+export type { WorkerStats, Fit, Rect } from './protocol.js';
+
+/**
+ * Modes patch and auto: where purification inpainted the image (the suspected patch), for the first draw
+ * (the one in `png`). With the default localiser the best-scoring square is always inpainted, so a mask is
+ * present for clean images too: it says where the image was changed, not that it was attacked.
+ */
+export interface PurifiedMask {
+  /** model resolution (e.g. 28 x 28), as `data` and `png` */
+  width: number;
+  height: number;
+  /** 0/1 per pixel, row-major [height * width]: 1 = inpainted */
+  data: Uint8Array;
+  /** bounding rectangle of the inpainted pixels in model pixels; null when nothing was inpainted */
+  box: Rect | null;
+  /** the same rectangle on the uploaded image, in its pixels (letterbox/crop undone); null when nothing was inpainted */
+  originalBox: Rect | null;
+  /** 8-bit grayscale PNG at model resolution, 255 = inpainted */
+  png: Buffer;
+}
+
+/** The mask in JSON answers: `data` left out (it is in the PNG), the PNG as base64. */
+export type MaskJson = Omit<PurifiedMask, 'data' | 'png'> & { png: string };
+
+export function maskJson(m: PurifiedMask): MaskJson {
+  const { data: _data, png, ...rest } = m;
+  return { ...rest, png: png.toString('base64') };
+}
+
+function toBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function purifiedMask(m: MaskResult): PurifiedMask {
+  return { ...m, png: toBuffer(m.png) };
+}
 
 /** What `purifyMiddleware` leaves on `req.purified`. */
 export interface Purified {
@@ -50,6 +85,8 @@ export interface Purified {
   computeMs: number;
   /** images purified together with this one */
   batchSize: number;
+  /** modes patch and auto: the inpainted region (see PurifiedMask); undefined for the other modes */
+  mask?: PurifiedMask;
 }
 
 declare global {
@@ -142,7 +179,7 @@ export function purifyMiddleware(o: MiddlewareOptions = {}): PurifyRequestHandle
     const p = r as PurifyResult & { ms: number; queueMs: number; pixels: Float32Array };
     req.purified = {
       tensor: { data: p.pixels, shape: p.shape },
-      png: Buffer.from(p.png.buffer, p.png.byteOffset, p.png.byteLength),
+      png: toBuffer(p.png),
       width: p.width,
       height: p.height,
       originalWidth: p.originalWidth,
@@ -154,6 +191,7 @@ export function purifyMiddleware(o: MiddlewareOptions = {}): PurifyRequestHandle
       queueMs: p.queueMs,
       computeMs: p.computeMs,
       batchSize: p.batchSize,
+      ...(p.mask ? { mask: purifiedMask(p.mask) } : {}),
     };
     next();
   });
@@ -166,7 +204,8 @@ export interface ClassifyResponse {
   probabilities: Record<string, number>;
   /** fraction of draws voting for each class */
   votes: Record<string, number>;
-  purified: Omit<Purified, 'tensor' | 'png'>;
+  /** `mask` (modes patch and auto) as MaskJson: boxes and a base64 PNG */
+  purified: Omit<Purified, 'tensor' | 'png' | 'mask'> & { mask?: MaskJson };
 }
 
 /**
@@ -194,6 +233,7 @@ export function classifyHandler(o: MiddlewareOptions = {}): PurifyRequestHandler
         queueMs: c.queueMs,
         computeMs: c.computeMs,
         batchSize: c.batchSize,
+        ...(c.mask ? { mask: maskJson(purifiedMask(c.mask)) } : {}),
       },
     };
     res.json(body);

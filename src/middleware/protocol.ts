@@ -1,5 +1,8 @@
 /** Messages between the main thread (PurifyPool) and the purification workers. Plain data only. */
 import type { ResolvedOptions } from '../purify/options.js';
+import type { Rect } from '../purify/patch/box.js';
+
+export type { Rect };
 
 export type TaskKind = 'purify' | 'classify';
 export type Fit = 'contain' | 'fill' | 'cover';
@@ -32,6 +35,21 @@ export interface Task {
   wantPixels?: boolean;
 }
 
+/** Modes patch and auto: the region the first draw inpainted (the suspected patch). */
+export interface MaskResult {
+  /** model resolution, as `data` and `png` */
+  width: number;
+  height: number;
+  /** 0/1 per pixel, row-major [height * width]: 1 = inpainted */
+  data: Uint8Array;
+  /** the inpainted pixels' bounding rectangle in model pixels; null when nothing was inpainted */
+  box: Rect | null;
+  /** the same rectangle on the uploaded image (its pixels, the fit undone); null when nothing was inpainted */
+  originalBox: Rect | null;
+  /** 8-bit grayscale PNG at model resolution, 255 = inpainted */
+  png: Uint8Array;
+}
+
 interface Common {
   ok: true;
   width: number;
@@ -42,6 +60,8 @@ interface Common {
   batchSize: number;
   /** worker time for the whole batch, ms */
   computeMs: number;
+  /** modes patch and auto only */
+  mask?: MaskResult;
 }
 
 export interface PurifyResult extends Common {

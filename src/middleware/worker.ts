@@ -9,11 +9,11 @@ import sharp from 'sharp';
 import { getPriority, setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { tf, initBackend, type Tensor4D } from '../backend/index.js';
-import { createPurifier, decodeImage, encodePng, loadClassifier, loadDiffusionModel, type ImagePurifier } from '../purify/index.js';
+import { createPurifier, decodeImage, encodeMaskPng, encodePng, loadClassifier, loadDiffusionModel, maskBounds, toOriginalRect, type ImagePurifier } from '../purify/index.js';
 import type { Classifier } from '../types.js';
 import type { ResolvedOptions } from '../purify/options.js';
 import { MicroBatcher } from './batcher.js';
-import type { ChannelMessage, ClassifyResult, PurifyResult, Task, TaskError, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
+import type { ChannelMessage, ClassifyResult, MaskResult, PurifyResult, Task, TaskError, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
 
 const cfg = workerData as WorkerConfig;
 
@@ -124,6 +124,19 @@ function purifierFor(o: ResolvedOptions): Promise<ImagePurifier> {
   return p;
 }
 
+/** One image's inpainted region (0/1, [h*w]) as plain data: bounding boxes (model and upload pixels) and a PNG. */
+async function maskResult(data: Uint8Array, it: Item, h: number, w: number): Promise<MaskResult> {
+  const box = maskBounds(data, h, w);
+  const size = { width: w, height: h, originalWidth: it.originalWidth, originalHeight: it.originalHeight };
+  const png = await encodeMaskPng(data, w, h);
+  return { width: w, height: h, data, box, originalBox: box && toOriginalRect(box, size, it.task.fit), png: new Uint8Array(png) };
+}
+
+/** Per-item masks from a batch's 0/1 mask [N*h*w], or undefined for modes without one. */
+function masksFor(items: Item[], mask: Uint8Array | null, h: number, w: number): Promise<(MaskResult | undefined)[]> {
+  return Promise.all(items.map((it, i) => (mask ? maskResult(mask.slice(i * h * w, (i + 1) * h * w), it, h, w) : undefined)));
+}
+
 async function runBatch(items: Item[]): Promise<TaskResult[]> {
   const t0 = performance.now();
   const { kind, options } = items[0].task;
@@ -140,8 +153,10 @@ async function runBatch(items: Item[]): Promise<TaskResult[]> {
       const r = p.classify(clf, x, { seed: options.seed });
       const computeMs = performance.now() - t0;
       const k = r.classes;
+      const masks = await masksFor(items, r.mask, h, w);
       return items.map((_, i): ClassifyResult => ({
         ...common(i),
+        ...(masks[i] ? { mask: masks[i] } : {}),
         kind: 'classify',
         computeMs,
         index: r.labels[i],
@@ -150,12 +165,15 @@ async function runBatch(items: Item[]): Promise<TaskResult[]> {
         votes: Array.from(r.votes.subarray(i * k, (i + 1) * k)),
       }));
     }
-    const draws = p.purifyDraws(x, options.draws, { seed: options.seed });
+    const { draws, mask } = p.purifyDrawsWithMask(x, options.draws, { seed: options.seed });
     const stacked = tf.stack(draws, 1); // [N, draws, H, W, C]
     tf.dispose(draws);
     const data = (await stacked.data()) as Float32Array;
     stacked.dispose();
+    const bits = mask && Uint8Array.from(await mask.data(), (v) => (v > 0.5 ? 1 : 0));
+    mask?.dispose();
     const computeMs = performance.now() - t0;
+    const masks = await masksFor(items, bits, h, w);
     const per = options.draws * h * w * c;
     return await Promise.all(
       items.map(async (it, i): Promise<PurifyResult> => {
@@ -171,6 +189,7 @@ async function runBatch(items: Item[]): Promise<TaskResult[]> {
         return {
           ...common(i),
           ...(size ?? {}),
+          ...(masks[i] ? { mask: masks[i] } : {}),
           kind: 'purify',
           computeMs,
           png: new Uint8Array(png), // an exact-size copy: cloning a view would ship its whole backing store

@@ -12,6 +12,7 @@
 import sharp from 'sharp';
 import { tf, type Tensor4D } from '../backend/index.js';
 import { PurifyError } from './errors.js';
+import type { Rect } from './patch/box.js';
 
 export type Fit = 'contain' | 'fill' | 'cover';
 export const DEFAULT_MAX_PIXELS = 25_000_000;
@@ -82,4 +83,35 @@ export async function encodePng(x: tf.Tensor, size?: { width: number; height: nu
   let img = sharp(bytes, { raw: { width: w, height: h, channels: c as 1 | 3 } });
   if (size && (size.width !== w || size.height !== h)) img = img.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
   return img.png().toBuffer();
+}
+
+/** 0/1 per pixel (row-major, width x height) -> 8-bit grayscale PNG, 255 where 1. */
+export function encodeMaskPng(mask: Uint8Array, width: number, height: number): Promise<Buffer> {
+  const bytes = Buffer.alloc(width * height);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = mask[i] ? 255 : 0;
+  return sharp(bytes, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+}
+
+/**
+ * A rectangle in model pixels (width x height, after `fit`) mapped back onto the original image
+ * (originalWidth x originalHeight): undoes the letterbox ('contain'), stretch ('fill') or centre crop
+ * ('cover'), rounding outwards and clipping to the image; null when it falls outside (e.g. on the letterbox).
+ */
+export function toOriginalRect(r: Rect, size: { width: number; height: number; originalWidth: number; originalHeight: number }, fit: Fit = 'contain'): Rect | null {
+  const { width: w, height: h, originalWidth: ow, originalHeight: oh } = size;
+  // original pixels per model pixel: per axis for 'fill', one for both axes otherwise
+  const one = (fit === 'contain' ? Math.max : Math.min)(ow / w, oh / h);
+  // per axis: original = (model - offset) * per, where offset is the letterbox (> 0) or the crop (< 0)
+  const axis = (model: number, orig: number) => {
+    if (fit === 'fill') return { per: orig / model, offset: 0 };
+    const scaled = Math.round(orig / one);
+    return { per: one, offset: fit === 'contain' ? Math.floor((model - scaled) / 2) : -Math.floor((scaled - model) / 2) };
+  };
+  const [x, y] = [axis(w, ow), axis(h, oh)];
+  const eps = 1e-9; // 6 * (42 / 28) must stay 9
+  const left = Math.max(0, Math.floor((r.left - x.offset) * x.per + eps));
+  const top = Math.max(0, Math.floor((r.top - y.offset) * y.per + eps));
+  const right = Math.min(ow, Math.ceil((r.left + r.width - x.offset) * x.per - eps));
+  const bottom = Math.min(oh, Math.ceil((r.top + r.height - y.offset) * y.per - eps));
+  return right > left && bottom > top ? { left, top, width: right - left, height: bottom - top } : null;
 }

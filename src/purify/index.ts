@@ -24,7 +24,8 @@ export type { PurifyErrorCode } from './errors.js';
 export { Purifier } from './purifier.js';
 export { DEFAULTS, LIMITS, MODES, resolveOptions } from './options.js';
 export type { Mode, PurifyOptions, Sampler } from './options.js';
-export { decodeImage, encodePng } from './image.js';
+export { decodeImage, encodeMaskPng, encodePng, toOriginalRect } from './image.js';
+export { maskBounds, type Rect } from './patch/box.js';
 
 export interface ImageOptions {
   fit?: Fit;
@@ -86,18 +87,36 @@ export class ImagePurifier extends Purifier {
 
   /** k purification draws (k = options.draws unless given), each [N,H,W,C]. */
   purifyDraws(x: Tensor4D, k = this.options.draws, call: CallOptions = {}): Tensor4D[] {
+    const r = this.purifyDrawsWithMask(x, k, call);
+    r.mask?.dispose();
+    return r.draws;
+  }
+
+  /** `purifyDraws`, and the first draw's inpainted region [N,H,W,1] (modes patch, auto; else null). Caller disposes all. */
+  purifyDrawsWithMask(x: Tensor4D, k = this.options.draws, call: CallOptions = {}): { draws: Tensor4D[]; mask: Tensor4D | null } {
     const base = call.seed ?? this.options.seed;
-    return Array.from({ length: k }, (_, i) => this.purify(x, { seed: base === undefined ? undefined : (base + 7919 * i) % 2 ** 31 }));
+    const seed = (i: number) => (base === undefined ? undefined : (base + 7919 * i) % 2 ** 31);
+    const first = this.purifyWithMask(x, { seed: seed(0) });
+    const draws = [first.purified];
+    try {
+      for (let i = 1; i < k; i++) draws.push(this.purify(x, { seed: seed(i) }));
+    } catch (e) {
+      tf.dispose([...draws, ...(first.mask ? [first.mask] : [])]);
+      throw e;
+    }
+    return { draws, mask: first.mask };
   }
 
   /**
    * Purify `draws` times, classify each draw, majority-vote. Returns labels, the vote fractions
-   * [N, classes] and the mean softmax over draws.
+   * [N, classes], the mean softmax over draws and (patch, auto) the first draw's inpainted region,
+   * 0/1 [N*H*W] (else null).
    */
-  classify(clf: Classifier, x: Tensor4D, call: CallOptions = {}): { labels: Int32Array; votes: Float32Array; probabilities: Float32Array; classes: number } {
-    const draws = this.purifyDraws(x, this.options.draws, call);
+  classify(clf: Classifier, x: Tensor4D, call: CallOptions = {}): { labels: Int32Array; votes: Float32Array; probabilities: Float32Array; classes: number; mask: Uint8Array | null } {
+    const { draws, mask: m } = this.purifyDrawsWithMask(x, this.options.draws, call);
     try {
-      return tf.tidy(() => {
+      const mask = m && Uint8Array.from(m.dataSync(), (v) => (v > 0.5 ? 1 : 0));
+      const r = tf.tidy(() => {
         const logits = draws.map((d) => clf.predict(d));
         const classes = logits[0].shape[1];
         const votes = tf.addN(logits.map((l) => tf.oneHot(l.argMax(-1), classes))).div(draws.length) as Tensor2D;
@@ -106,8 +125,9 @@ export class ImagePurifier extends Purifier {
         const labels = votes.add(probs.mul(1e-3)).argMax(-1);
         return { labels: labels.dataSync() as Int32Array, votes: votes.dataSync() as Float32Array, probabilities: probs.dataSync() as Float32Array, classes };
       });
+      return { ...r, mask };
     } finally {
-      tf.dispose(draws);
+      tf.dispose(m ? [...draws, m] : draws);
     }
   }
 }

@@ -15,7 +15,7 @@ import type { DiffusionModel } from '../models/diffusion-model.js';
 import { cryptoSeed, mulberry32, type Rng } from '../util/rng.js';
 import { PurifyError } from './errors.js';
 import { resolveOptions, type PurifyOptions, type ResolvedOptions } from './options.js';
-import { purifyAuto, purifyPatch } from './patch/index.js';
+import { purifyAuto, purifyPatch, type PatchPurified } from './patch/index.js';
 
 export interface CallOptions {
   seed?: number;
@@ -51,13 +51,33 @@ export class Purifier {
         return this.oneshot(x, rng);
       case 'patch':
       case 'auto': {
-        const r = this.options.mode === 'patch' ? purifyPatch(this.model, x, { seed }) : purifyAuto(this.model, x, (y) => this.diffpure(y, rng), { seed });
+        const r = this.patch(x, seed);
         r.mask.dispose();
         return r.x;
       }
       default:
         return this.diffpure(x, rng);
     }
+  }
+
+  /**
+   * `purify`, and for the modes that inpaint a region (patch, auto) that region as a 0/1 mask [N,H,W,1]
+   * (1 = inpainted; null for the other modes). The same images as `purify` with the same seed; the caller
+   * disposes both tensors.
+   */
+  purifyWithMask(x: Tensor4D, call: CallOptions = {}): { purified: Tensor4D; mask: Tensor4D | null } {
+    const { mode, validate } = this.options;
+    if (mode !== 'patch' && mode !== 'auto') return { purified: this.purify(x, call), mask: null };
+    if (validate) this.check(x);
+    const r = this.patch(x, call.seed ?? this.options.seed ?? cryptoSeed());
+    return { purified: r.x, mask: r.mask };
+  }
+
+  /** patch: localise and inpaint; auto: then diffpure the result. */
+  private patch(x: Tensor4D, seed: number): PatchPurified {
+    if (this.options.mode === 'patch') return purifyPatch(this.model, x, { seed });
+    const rng = mulberry32(seed);
+    return purifyAuto(this.model, x, (y) => this.diffpure(y, rng), { seed });
   }
 
   private noise(shape: readonly number[], rng: Rng): Tensor4D {

@@ -1,6 +1,7 @@
 /**
  * The purification server (`advpurify serve`, `npm start`):
- *   POST /v1/purify    image in -> purified PNG out (JSON with base64 if the client Accepts only JSON)
+ *   POST /v1/purify    image in -> purified PNG out (JSON with base64 if the client Accepts only JSON);
+ *                      modes patch/auto: the inpainted region's box in X-Purify-Mask-Box headers (JSON: `mask`)
  *   POST /v1/classify  image in -> { label, probabilities, votes, purified }
  *   GET  /healthz      liveness: the process answers
  *   GET  /readyz       readiness: a worker has its models loaded (503 until then)
@@ -17,10 +18,12 @@ import {
   errorHandler,
   EventLoopMonitor,
   HttpError,
+  maskJson,
   purifyMiddleware,
   PurifyPool,
   type ClientOptions,
   type OptionName,
+  type Rect,
 } from '../middleware/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
 
@@ -128,9 +131,14 @@ export function createApp(o: ServerOptions = {}): PurifyServer {
   app.post('/v1/purify', route('/v1/purify'), purify, (req, res) => {
     const p = req.purified!;
     res.set({ 'Cache-Control': 'no-store', 'X-Purify-Mode': p.mode, 'X-Purify-Draws': String(p.draws), 'X-Purify-Ms': p.ms.toFixed(1), 'X-Batch-Size': String(p.batchSize) });
+    if (p.mask) {
+      // left,top,width,height; "none" when nothing was inpainted
+      const box = (r: Rect | null) => (r ? `${r.left},${r.top},${r.width},${r.height}` : 'none');
+      res.set({ 'X-Purify-Mask-Box': box(p.mask.box), 'X-Purify-Mask-Original-Box': box(p.mask.originalBox) });
+    }
     if (req.accepts(['image/png', 'application/json']) === 'application/json') {
-      const { tensor: _t, png, ...meta } = p;
-      res.json({ image: png.toString('base64'), ...meta });
+      const { tensor: _t, png, mask, ...meta } = p;
+      res.json({ image: png.toString('base64'), ...meta, ...(mask ? { mask: maskJson(mask) } : {}) });
     } else {
       res.type('image/png').send(p.png);
     }

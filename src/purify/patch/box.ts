@@ -11,6 +11,26 @@ export interface Box {
   size: number;
 }
 
+/** An axis-aligned rectangle in pixels: columns [left, left + width), rows [top, top + height). */
+export interface Rect {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** The bounding rectangle of the pixels > 0.5 of one h x w mask (row-major), or null when there are none. */
+export function maskBounds(mask: ArrayLike<number>, h: number, w: number): Rect | null {
+  let [top, left, bottom, right] = [h, w, -1, -1];
+  for (let r = 0; r < h; r++) {
+    for (let c = 0; c < w; c++) {
+      if (!(mask[r * w + c] > 0.5)) continue;
+      [top, left, bottom, right] = [Math.min(top, r), Math.min(left, c), Math.max(bottom, r), Math.max(right, c)];
+    }
+  }
+  return bottom < 0 ? null : { left, top, width: right - left + 1, height: bottom - top + 1 };
+}
+
 /** 0/1 masks [N,H,W,1] of one box per image. */
 export function boxMask(boxes: readonly Box[], h: number, w: number): Tensor4D {
   const m = new Float32Array(boxes.length * h * w);

@@ -10,7 +10,7 @@ import type { DiffusionModel } from '../../models/diffusion-model.js';
 import { inpaint, type InpaintOptions } from './inpaint.js';
 import { localizePatch, LOCALIZE_DEFAULTS, type FoundPatch, type LocalizeOptions } from './localize.js';
 
-export { boxIoU, boxMask, maskIoU, maskIoUs, randomBox, type Box } from './box.js';
+export { boxIoU, boxMask, maskBounds, maskIoU, maskIoUs, randomBox, type Box, type Rect } from './box.js';
 export { inpaint, INPAINT_DEFAULTS, type InpaintOptions } from './inpaint.js';
 export { anomalyScore, findPatch, localizePatch, LOCALIZE_DEFAULTS, type FoundPatch, type Localization, type LocalizeOptions } from './localize.js';
 
