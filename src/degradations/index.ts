@@ -11,6 +11,6 @@
  * `params` records what was used (severity, seed and the drawn parameters). Severity tables: README.md.
  */
 export * from './common.js';
-export { DEGRADATIONS, DEGRADATION_NAMES, type DegradationName, getDegradation } from './registry.js';
+export { DEGRADATIONS, DEGRADATION_NAMES, type DegradationName, degradationsFor, getDegradation } from './registry.js';
 export { randomSequence, sequence, type DegradationSequence, type RandomSequenceOptions, type SequenceStep } from './sequence.js';
 export { scaledTable, roundApprox } from './jpeg.js';

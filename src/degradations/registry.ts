@@ -32,6 +32,11 @@ export const DEGRADATIONS = {
 export type DegradationName = keyof typeof DEGRADATIONS;
 export const DEGRADATION_NAMES = Object.keys(DEGRADATIONS) as DegradationName[];
 
+/** The degradations that act on images with `channels` channels (the RGB-only ones need 3). */
+export function degradationsFor(channels: number): DegradationName[] {
+  return DEGRADATION_NAMES.filter((n) => channels === 3 || DEGRADATIONS[n].channels === 'any');
+}
+
 export function getDegradation(name: string): Degradation {
   const d = (DEGRADATIONS as Record<string, Degradation>)[name];
   if (!d) throw new RangeError(`unknown degradation "${name}" (expected one of ${DEGRADATION_NAMES.join(', ')})`);
