@@ -4,13 +4,13 @@
  * come from the library's own `resolveOptions`, so the API, the CLI and the middleware agree.
  */
 import { Ajv, type ErrorObject } from 'ajv';
-import { LIMITS, MODES, resolveOptions, type PurifyOptions, type ResolvedOptions } from '../purify/options.js';
+import { LIMITS, MODES, RESTORERS, resolveOptions, type PurifyOptions, type ResolvedOptions } from '../purify/options.js';
 import { HttpError } from './errors.js';
 
 /** Per-request bounds: what one HTTP request may ask for. */
 export const REQUEST_LIMITS = { maxSteps: 50, maxDraws: 16, maxTStar: LIMITS.T, maxSigma: LIMITS.maxSigma, maxSeed: LIMITS.maxSeed } as const;
 
-export const OPTION_NAMES = ['mode', 'tStar', 'steps', 'sampler', 'sigma', 'seed', 'draws'] as const;
+export const OPTION_NAMES = ['mode', 'tStar', 'steps', 'sampler', 'sigma', 'seed', 'draws', 'restorer'] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
 export type ClientOptions = Pick<PurifyOptions, OptionName>;
 
@@ -26,6 +26,7 @@ export const optionsSchema = {
     sigma: { type: 'number', exclusiveMinimum: 0, maximum: REQUEST_LIMITS.maxSigma },
     seed: { type: 'integer', minimum: 0, maximum: REQUEST_LIMITS.maxSeed },
     draws: { type: 'integer', minimum: 1, maximum: REQUEST_LIMITS.maxDraws },
+    restorer: { enum: [...RESTORERS] },
   },
 } as const;
 

@@ -13,6 +13,8 @@ import { tf, initBackend, type Tensor2D, type Tensor4D } from '../backend/index.
 import { loadDiffusion, type DiffusionModel } from '../models/diffusion-model.js';
 import { loadClassifier as loadCnn, type CnnClassifier } from '../models/classifier.js';
 import { modelsDir } from '../models/paths.js';
+import { isRestoreModel, restoreWeightsPath } from '../models/restore-model.js';
+import { weightsExist } from '../models/weights.js';
 import type { Classifier } from '../types.js';
 import { PurifyError } from './errors.js';
 import { decodeImage, encodePng, type Fit } from './image.js';
@@ -23,7 +25,7 @@ export { PurifyError } from './errors.js';
 export type { PurifyErrorCode } from './errors.js';
 export { Purifier } from './purifier.js';
 export { DEFAULTS, LIMITS, MODES, resolveOptions } from './options.js';
-export type { Mode, PurifyOptions, Sampler } from './options.js';
+export type { Mode, PurifyOptions, Restorer, Sampler } from './options.js';
 export { decodeImage, encodeMaskPng, encodePng, toOriginalRect } from './image.js';
 export { maskBounds, type Rect } from './patch/box.js';
 
@@ -66,6 +68,26 @@ export async function loadDiffusionModel(model = 'fashion-mnist'): Promise<Diffu
     }
     diffusionCache.set(path, m);
   }
+  return m;
+}
+
+/**
+ * Load (once per thread) the restoration model that goes with `model` (a shipped name, or a path to its
+ * diffusion or restore weights): `<dir>/restore.{json,bin}`. Not there yet -> PurifyError UNKNOWN_MODEL.
+ */
+export async function loadRestoreModel(model = 'fashion-mnist'): Promise<DiffusionModel> {
+  await initBackend();
+  const path = restoreWeightsPath(modelPath(model));
+  if (!weightsExist(path)) {
+    throw new PurifyError(
+      'UNKNOWN_MODEL',
+      `mode 'restore' needs restoration weights at ${path}.json/.bin, which do not exist (not trained or not shipped for this model yet; ` +
+        'train them with `advpurify train restore --dataset fashion-mnist`)',
+      'mode',
+    );
+  }
+  const m = await loadDiffusionModel(path);
+  if (!isRestoreModel(m)) throw new PurifyError('UNKNOWN_MODEL', `${path}: diffusion weights without a level net, not a restoration model (train with \`advpurify train restore\`)`, 'mode');
   return m;
 }
 
@@ -133,8 +155,8 @@ export class ImagePurifier extends Purifier {
 }
 
 export async function createPurifier(options: PurifyOptions = {}): Promise<ImagePurifier> {
-  resolveOptions(options); // typed errors before any loading
-  const model = await loadDiffusionModel(options.model ?? 'fashion-mnist');
+  const { mode } = resolveOptions(options); // typed errors before any loading
+  const model = await (mode === 'restore' ? loadRestoreModel : loadDiffusionModel)(options.model ?? 'fashion-mnist');
   return new ImagePurifier(model, options);
 }
 

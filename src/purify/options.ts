@@ -1,20 +1,29 @@
 /** Purifier options, their defaults and bounds. One validator serves the API, the CLI and the middleware. */
 import { PurifyError } from './errors.js';
 
-/** patch: localise a patch and inpaint it (src/purify/patch/); auto: patch, then diffpure. */
-export const MODES = ['diffpure', 'oneshot', 'none', 'patch', 'auto'] as const;
+/**
+ * patch: localise a patch and inpaint it (src/purify/patch/); auto: patch, then diffpure;
+ * restore: blind restoration of any corruption with the restoration model (src/purify/restore.ts).
+ */
+export const MODES = ['diffpure', 'oneshot', 'none', 'patch', 'auto', 'restore'] as const;
 export type Mode = (typeof MODES)[number];
 export type Sampler = 'ddpm' | 'ddim';
+/** restore: 'x0' = one-shot x0 prediction at the predicted level, then diffpure; 'cold' = cold-diffusion steps from the predicted level to 0. */
+export const RESTORERS = ['x0', 'cold'] as const;
+export type Restorer = (typeof RESTORERS)[number];
 
 export interface PurifyOptions {
   model?: string; // shipped model name ('fashion-mnist', 'mnist') or a directory holding diffusion.{json,bin}
   mode?: Mode;
   /** diffpure: diffusion step to noise to (1..T); oneshot: used when `sigma` is not given. */
   tStar?: number;
-  /** oneshot: pixel-scale noise level in (0, 2]; mapped to t by sqrt((1-abar_t)/abar_t) = 2 sigma. */
+  /** oneshot: pixel-scale noise level in (0, 2]; mapped to t by sqrt((1-abar_t)/abar_t) = 2 sigma.
+   *  restore: the degradation's level (RMS pixel error) instead of the level net's estimate. */
   sigma?: number;
-  /** diffpure: number of reverse steps from tStar to 0 (1..tStar). */
+  /** diffpure: number of reverse steps from tStar to 0 (1..tStar); restore 'cold': restoration steps. */
   steps?: number;
+  /** restore: which design (default 'x0'; its diffpure pass uses tStar and steps). */
+  restorer?: Restorer;
   sampler?: Sampler;
   /** Reproducible randomness; default: a fresh seed from the OS CSPRNG on every call. */
   seed?: number;
@@ -25,7 +34,7 @@ export interface PurifyOptions {
 }
 
 /** Defaults chosen from the validation sweep in the README. */
-export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 100, steps: 5, sampler: 'ddpm' as Sampler, sigma: 0.25, draws: 1 };
+export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 100, steps: 5, sampler: 'ddpm' as Sampler, sigma: 0.25, draws: 1, restorer: 'x0' as Restorer };
 
 export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1 };
 
@@ -45,6 +54,7 @@ export interface ResolvedOptions {
   seed?: number;
   draws: number;
   validate: boolean;
+  restorer: Restorer;
 }
 
 export function resolveOptions(o: PurifyOptions, T = LIMITS.T): ResolvedOptions {
@@ -65,5 +75,7 @@ export function resolveOptions(o: PurifyOptions, T = LIMITS.T): ResolvedOptions 
   const seed = o.seed === undefined ? undefined : int(o.seed, 'seed', 0, LIMITS.maxSeed);
   const draws = o.draws === undefined ? DEFAULTS.draws : int(o.draws, 'draws', 1, LIMITS.maxDraws);
   const validate = o.validate ?? true;
-  return { mode, tStar, steps, sampler, sigma, seed, draws, validate };
+  const restorer = o.restorer ?? DEFAULTS.restorer;
+  if (!RESTORERS.includes(restorer)) throw new PurifyError('BAD_OPTION', `restorer must be one of ${RESTORERS.join(', ')}, got ${JSON.stringify(restorer)}`, 'restorer');
+  return { mode, tStar, steps, sampler, sigma, seed, draws, validate, restorer };
 }

@@ -6,7 +6,8 @@
  *   one x0 prediction;
  * - none: identity;
  * - patch: localise a patch from the model's reconstruction residuals and inpaint it (RePaint), see patch/;
- * - auto: patch, then diffpure.
+ * - auto: patch, then diffpure;
+ * - restore: blind restoration of any corruption with the restoration model, see restore.ts.
  * `purify` is pure tf ops, so attacks can differentiate through every reverse step.
  */
 import { tf, type Tensor4D } from '../backend/index.js';
@@ -16,6 +17,7 @@ import { cryptoSeed, mulberry32, type Rng } from '../util/rng.js';
 import { PurifyError } from './errors.js';
 import { resolveOptions, type PurifyOptions, type ResolvedOptions } from './options.js';
 import { purifyAuto, purifyPatch, type PatchPurified } from './patch/index.js';
+import { purifyRestore } from './restore.js';
 
 export interface CallOptions {
   seed?: number;
@@ -54,6 +56,10 @@ export class Purifier {
         const r = this.patch(x, seed);
         r.mask.dispose();
         return r.x;
+      }
+      case 'restore': {
+        const { restorer, steps, sigma } = this.options;
+        return purifyRestore(this.model, x, { restorer, steps, sigma }, (y) => this.diffpure(y, rng));
       }
       default:
         return this.diffpure(x, rng);
