@@ -146,7 +146,7 @@ describe('wasm reductions and matmuls match the cpu backend', () => {
     for (let n = 0; n < 2; n++) for (let y = 0; y < 6; y++) for (let v = 0; v < 8; v++) for (let c = 0; c < 5; c++) {
       want[((n * 3 + (y >> 1)) * 4 + (v >> 1)) * 5 + c] += w[((n * 6 + y) * 8 + v) * 5 + c];
     }
-    const g = tf.tidy(() => tf.grad((v: tf.Tensor4D) => tf.image.resizeNearestNeighbor(v, [6, 8]).mul(tf.tensor4d(w, [2, 6, 8, 5])).sum())(x));
+    const g = tf.tidy(() => tf.grad((v: tf.Tensor) => tf.image.resizeNearestNeighbor(v as tf.Tensor4D, [6, 8]).mul(tf.tensor4d(w, [2, 6, 8, 5])).sum())(x));
     expect(maxRelErr(g.dataSync(), want)).toBeLessThan(1e-5);
     tf.dispose([x, g]);
     const before = tf.memory().numTensors;
