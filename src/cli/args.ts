@@ -44,6 +44,13 @@ export const OPTIONS = {
   attacks: { type: 'string' },
   preset: { type: 'string' },
   'report-cost': { type: 'boolean' },
+  degradations: { type: 'string' },
+  severities: { type: 'string' },
+  preprocessors: { type: 'string' },
+  chunk: { type: 'string' },
+  init: { type: 'string' },
+  restorer: { type: 'string' },
+  'validate-every': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -83,5 +90,6 @@ export function purifyOptions(f: Flags): PurifyOptions {
   if (f.sigma) o.sigma = num(f.sigma, 'sigma');
   if (f.seed) o.seed = num(f.seed, 'seed');
   if (f.draws) o.draws = num(f.draws, 'draws');
+  if (f.restorer) o.restorer = f.restorer as PurifyOptions['restorer'];
   return o;
 }

@@ -119,7 +119,16 @@ const train: Command = async (pos, f) => {
       dataset, seed, out: f.out ?? join('models', dataset, 'diffusion'), checkpoint: f.checkpoint ?? join('runs', dataset, 'diffusion.ckpt'),
       steps: num(f.steps, 'steps') ?? 20000, batchSize: num(f['batch-size'], 'batch-size') ?? 64, lr: num(f.lr, 'lr') ?? 1e-3, checkpointEvery: 100,
     });
-  } else throw new UsageError('usage: advpurify train classifier|diffusion --dataset fashion-mnist|mnist [...]');
+  } else if (what === 'restore') {
+    const { trainRestore } = await import('../train/restore.js');
+    const { modelsDir } = await import('../models/paths.js');
+    const r = await trainRestore({
+      dataset, seed, out: f.out ?? join('models', dataset, 'restore'), checkpoint: f.checkpoint ?? join('runs', dataset, 'restore.ckpt'),
+      init: f.init ?? join(modelsDir(), dataset, 'diffusion'), steps: num(f.steps, 'steps') ?? 10000, batchSize: num(f['batch-size'], 'batch-size') ?? 64,
+      lr: num(f.lr, 'lr') ?? 5e-4, checkpointEvery: 100, validateEvery: num(f['validate-every'], 'validate-every') ?? 500,
+    });
+    out(f, r, `restore: step ${r.step}, loss ${r.lossAvg.toFixed(4)}, level loss ${r.levelLossAvg.toFixed(3)}`);
+  } else throw new UsageError('usage: advpurify train classifier|diffusion|restore --dataset fashion-mnist|mnist [...]');
 };
 
 const certify: Command = async (_pos, f) => {
@@ -167,10 +176,28 @@ const certify: Command = async (_pos, f) => {
 const bench: Command = async (pos, f) => {
   if (pos[0] === 'robustness') return (await import('../../attacks/bench/cli.js')).benchRobustness(f);
   if (pos[0] === 'patch') return (await import('../purify/patch/bench.js')).benchPatchCli(f);
-  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf|robustness|patch');
+  if (pos[0] === 'corruptions') return benchCorruptionsCli(f);
+  if (pos[0] !== 'perf' && pos[0] !== undefined) throw new UsageError('usage: advpurify bench perf|robustness|patch|corruptions');
   const { runPerfBench } = await import('../bench/perf.js');
   await runPerfBench();
 };
+
+/** `advpurify bench corruptions [--split test|val|fixture --count N --degradations a,b --severities 1,3 --preprocessors raw,restore,... --out DIR --seed S --json]`. */
+async function benchCorruptionsCli(f: Flags): Promise<number> {
+  const { benchCorruptions } = await import('../bench/corruptions.js');
+  const list = (v: string | undefined) => v?.split(',').map((s) => s.trim()).filter(Boolean);
+  try {
+    const r = await benchCorruptions({
+      dataset: datasetOf(f), split: f.split, count: num(f.count, 'count'), degradations: list(f.degradations), severities: numList(f.severities, 'severities'),
+      preprocessors: list(f.preprocessors), model: f.model, out: f.out, chunk: num(f.chunk, 'chunk'), seed: num(f.seed, 'seed'),
+    });
+    process.stdout.write(f.json ? `${JSON.stringify({ files: r.files, cells: r.cells })}\n` : r.markdown);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+  return 0;
+}
 
 const serve: Command = async (_pos, f) => {
   const { startServer } = await import('../server/index.js');

@@ -1,11 +1,13 @@
 /**
  * `advpurify` command line:
- *   advpurify purify in.png -o out.png [--mode diffpure|oneshot|none --t-star N --steps K --sampler ddpm|ddim --sigma S --seed N --keep-size]
+ *   advpurify purify in.png -o out.png [--mode diffpure|oneshot|none|patch|auto|restore --t-star N --steps K --sampler ddpm|ddim --sigma S --restorer x0|cold --seed N --keep-size]
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant]
+ *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1
  *   advpurify bench perf
+ *   advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]
  *   advpurify serve [--port 3000 --workers N --model DIR]
  * Errors print one line and exit 1 (2 for usage errors); `--json` prints machine-readable results on stdout.
  */
@@ -17,9 +19,9 @@ commands:
   purify <in> -o <out>     purify an image file (PNG out)
   classify <in>            classify an image file, optionally after --purify
   eval                     accuracy of the shipped classifier with/without purification on a data split
-  train classifier|diffusion  train a model (checkpoints and resumes)
+  train classifier|diffusion|restore  train a model (checkpoints and resumes)
   certify                  randomized-smoothing certification (Cohen et al.; denoised smoothing)
-  bench perf|robustness|patch  throughput; adaptive-attack robustness; patch defence benchmarks
+  bench perf|robustness|patch|corruptions  throughput; adaptive-attack robustness; patch defence; corruption suite
   serve                    HTTP server (same as npm start)
 run 'advpurify <command> --help' for the command's options (see README).`;
 
