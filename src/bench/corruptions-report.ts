@@ -131,10 +131,11 @@ export function heatmapSvg(cells: CellSummary[], L: Layout): string {
   const get = lookup(cells);
   const cw = 30, ch = 16, label = 120, gap = 24, top = 56; // prettier-ignore
   const perRow = Math.min(4, L.preprocessors.length);
-  const panelW = L.severities.length * cw;
+  const cellW = Math.max(cw, Math.ceil(90 / L.severities.length)); // a panel is wide enough for its name
+  const panelW = L.severities.length * cellW;
   const panelH = L.conditions.length * ch;
   const rowsOfPanels = Math.ceil(L.preprocessors.length / perRow);
-  const W = label + perRow * (panelW + gap) + 10;
+  const W = Math.max(label + perRow * (panelW + gap) + 10, 560);
   const H = top + rowsOfPanels * (panelH + 44) + 10;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
@@ -145,14 +146,14 @@ export function heatmapSvg(cells: CellSummary[], L: Layout): string {
     const x0 = label + (k % perRow) * (panelW + gap);
     const y0 = top + Math.floor(k / perRow) * (panelH + 44);
     out.push(`<text x="${x0 + panelW / 2}" y="${y0 - 18}" text-anchor="middle" font-size="12">${p}</text>`);
-    L.severities.forEach((s, j) => out.push(`<text x="${x0 + j * cw + cw / 2}" y="${y0 - 4}" text-anchor="middle">${s}</text>`));
+    L.severities.forEach((s, j) => out.push(`<text x="${x0 + j * cellW + cellW / 2}" y="${y0 - 4}" text-anchor="middle">${s}</text>`));
     L.conditions.forEach((c, i) => {
       if (k % perRow === 0) out.push(`<text x="${x0 - 6}" y="${y0 + i * ch + ch / 2 + 3}" text-anchor="end">${c}</text>`);
       L.severities.forEach((s, j) => {
         const a = get(c, s, p)?.accuracy;
-        const [x, y] = [x0 + j * cw, y0 + i * ch];
-        out.push(a === undefined ? `<rect x="${x}" y="${y}" width="${cw - 1}" height="${ch - 1}" fill="#eee"/>`
-          : `<rect x="${x}" y="${y}" width="${cw - 1}" height="${ch - 1}" fill="${heat(a)}"/><text x="${x + cw / 2}" y="${y + ch / 2 + 3}" text-anchor="middle" font-size="8">${Math.round(100 * a)}</text>`);
+        const [x, y] = [x0 + j * cellW, y0 + i * ch];
+        out.push(a === undefined ? `<rect x="${x}" y="${y}" width="${cellW - 1}" height="${ch - 1}" fill="#eee"/>`
+          : `<rect x="${x}" y="${y}" width="${cellW - 1}" height="${ch - 1}" fill="${heat(a)}"/><text x="${x + cellW / 2}" y="${y + ch / 2 + 3}" text-anchor="middle" font-size="8">${Math.round(100 * a)}</text>`);
       });
     });
   });
@@ -179,6 +180,7 @@ export function severitySvg(cells: CellSummary[], L: Layout): string {
     const pts = xs.map((s, i) => ({ i, a: s === 0 ? get('clean', 0, p)?.accuracy : severityMean(get, L, p, s) })).filter((q) => q.a !== undefined);
     const color = COLORS[k % COLORS.length];
     if (pts.length) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((q) => `${px(q.i).toFixed(1)},${py(q.a!).toFixed(1)}`).join(' ')}"/>`);
+    for (const q of pts) out.push(`<circle cx="${px(q.i).toFixed(1)}" cy="${py(q.a!).toFixed(1)}" r="3" fill="${color}"/>`);
     out.push(`<rect x="${W - R + 14}" y="${T + k * 20}" width="12" height="12" fill="${color}"/><text x="${W - R + 32}" y="${T + k * 20 + 11}">${p}</text>`);
   });
   out.push(`<text x="${(Lm + W - R) / 2}" y="${H - 10}" text-anchor="middle">severity</text>`, '</svg>');
