@@ -2,3 +2,4 @@
 export * from './core.js';
 export * from './bases.js';
 export * from './run.js';
+export * from './load.js';

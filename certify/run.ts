@@ -4,14 +4,17 @@
  * the indices already logged), then write the certified-accuracy table (Markdown + JSON) and an SVG curve.
  *
  * Each image's noise seed is a hash of (run seed, base, sigma, index), so a row does not depend on the order
- * of images, on resumption, or on how index ranges are split between workers (`certifyImages` per range).
+ * of images, on resumption, or on how the images are spread over worker threads (`workers`: each thread
+ * builds its own base from a BaseSpec and certifies the images it is handed; this thread appends the rows).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tf } from '../src/backend/index.js';
 import { type Dataset, imageSize } from '../src/data/index.js';
 import { cryptoSeed } from '../src/util/rng.js';
+import { runInWorkers } from '../src/util/threads.js';
 import { type BaseClassifier, Smooth } from './core.js';
+import { type BaseSpec, baseModels, isBaseSpec, loadBase } from './load.js';
 import { type CertifyReport, DEFAULT_RADII, type LogRow, buildCurves, renderMarkdown, renderSvg } from './report.js';
 
 export * from './report.js';
@@ -49,8 +52,11 @@ export interface CertifyImagesOptions {
 export interface CertifyRunOptions {
   dataset: Dataset;
   sigmas: number[];
-  /** base name (used in file names and tables) -> factory, e.g. { dds: ..., noisy: ... } */
-  bases: Record<string, BaseFactory>;
+  /**
+   * base name (used in file names and tables) -> a built-in base on shipped models, e.g.
+   * { dds: { kind: 'dds', dataset: 'mnist' } }, or a factory (this thread only)
+   */
+  bases: Record<string, BaseSpec | BaseFactory>;
   n0: number;
   n: number;
   alpha: number;
@@ -64,6 +70,11 @@ export interface CertifyRunOptions {
   /** directory for the logs and the report files */
   outDir: string;
   radii?: number[];
+  /**
+   * worker threads certifying images in parallel, each with its own tfjs instance and models (bases must
+   * be BaseSpecs); <= 1 (default) certifies in this thread. Rows are the same either way.
+   */
+  workers?: number;
   onProgress?: (p: CertifyProgress) => void;
 }
 
@@ -127,6 +138,44 @@ function openLog(path: string): LogRow[] {
   return rows;
 }
 
+/** CERTIFY settings shared by every image of a run. */
+export interface CertifySettings {
+  n0: number;
+  n: number;
+  alpha: number;
+  batchSize?: number;
+  /** run seed; each image's seed is derived from it (see imageSeed) */
+  seed: number;
+}
+
+/** CERTIFY one image (`pixels`, [H * W * C], dataset index `index`) of one (base, sigma) into its log row. */
+export async function certifyImage(
+  smooth: Smooth,
+  baseName: string,
+  image: { index: number; label: number; pixels: Float32Array; shape: readonly [number, number, number] },
+  o: CertifySettings,
+): Promise<LogRow> {
+  const t0 = performance.now();
+  const seed = imageSeed(o.seed, baseName, smooth.sigma, image.index);
+  const x = tf.tensor4d(image.pixels, [1, ...image.shape]);
+  const c = await smooth.certify(x, { n0: o.n0, n: o.n, alpha: o.alpha, batchSize: o.batchSize, seed }).finally(() => x.dispose());
+  const { index, label } = image;
+  return { index, label, prediction: c.prediction, radius: c.radius, correct: c.prediction === label, seconds: (performance.now() - t0) / 1000, pA: c.pA, seed };
+}
+
+const pixelsOf = (ds: Dataset, index: number) => ds.images.subarray(index * imageSize(ds), (index + 1) * imageSize(ds));
+
+function concatImages(ds: Dataset, indices: readonly number[]): Float32Array {
+  const size = imageSize(ds);
+  const out = new Float32Array(indices.length * size);
+  indices.forEach((i, k) => out.set(pixelsOf(ds, i), k * size));
+  return out;
+}
+
+function checkIndex(ds: Dataset, index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index >= ds.count) throw new RangeError(`index ${index} outside the dataset (0..${ds.count - 1})`);
+}
+
 /**
  * CERTIFY the images `indices` of one (base, sigma), appending a row per image to `log`; indices already
  * in the log are skipped. Returns the log's rows for `indices` (old and new), in log order.
@@ -136,16 +185,10 @@ export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> 
   const rows = openLog(o.log).filter((r) => wanted.has(r.index));
   const done = new Set(rows.map((r) => r.index));
   const smooth = new Smooth(o.base, o.sigma, o.dataset.classNames.length);
-  const size = imageSize(o.dataset);
   for (const index of o.indices) {
     if (done.has(index)) continue;
-    if (!Number.isInteger(index) || index < 0 || index >= o.dataset.count) throw new RangeError(`index ${index} outside the dataset (0..${o.dataset.count - 1})`);
-    const t0 = performance.now();
-    const seed = imageSeed(o.seed, o.baseName, o.sigma, index);
-    const x = tf.tensor4d(o.dataset.images.subarray(index * size, (index + 1) * size), [1, ...o.dataset.shape]);
-    const c = await smooth.certify(x, { n0: o.n0, n: o.n, alpha: o.alpha, batchSize: o.batchSize, seed }).finally(() => x.dispose());
-    const label = o.dataset.labels[index];
-    const row: LogRow = { index, label, prediction: c.prediction, radius: c.radius, correct: c.prediction === label, seconds: (performance.now() - t0) / 1000, pA: c.pA, seed };
+    checkIndex(o.dataset, index);
+    const row = await certifyImage(smooth, o.baseName, { index, label: o.dataset.labels[index], pixels: pixelsOf(o.dataset, index), shape: o.dataset.shape }, o);
     appendFileSync(o.log, formatRow(row) + '\n');
     rows.push(row);
     done.add(index);
@@ -154,25 +197,79 @@ export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> 
   return rows;
 }
 
+/** What each certify worker thread (worker.ts) is started with. Plain data only. */
+export interface WorkerSetup extends CertifySettings {
+  bases: Record<string, BaseSpec>;
+  numClasses: number;
+  shape: [number, number, number];
+  /** the images the run may hand out: dataset indices, their labels and pixels (in the same order) */
+  indices: number[];
+  labels: Int32Array;
+  images: Float32Array;
+}
+
+/** One image of one (base, sigma), handed to a worker. */
+export interface ImageTask {
+  base: string;
+  sigma: number;
+  index: number;
+}
+
 /** `advpurify certify`: certify every (base, sigma), then write certify.md, certify.json and certify.svg in outDir. */
 export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult> {
   if (o.sigmas.length === 0 || Object.keys(o.bases).length === 0) throw new Error('need at least one sigma and one base');
   for (const name of Object.keys(o.bases)) if (!/^[\w.-]+$/.test(name)) throw new Error(`base name "${name}" must be a plain file-name word`);
+  const workers = Math.floor(o.workers ?? 1);
+  if (workers > 1) {
+    for (const [name, b] of Object.entries(o.bases)) if (!isBaseSpec(b)) throw new Error(`base "${name}" is a function; worker threads need a BaseSpec ({ kind, dataset }), or use workers: 1`);
+  }
+  // missing weights fail here, before any image is certified
+  for (const b of Object.values(o.bases)) if (isBaseSpec(b)) for (const sigma of o.sigmas) baseModels(b, sigma);
   mkdirSync(o.outDir, { recursive: true });
   const seed = o.seed ?? cryptoSeed();
   const indices = planIndices(o.dataset.count, o);
+  indices.forEach((i) => checkIndex(o.dataset, i));
   const radii = o.radii ?? DEFAULT_RADII;
-  const groups: { base: string; sigma: number; rows: LogRow[] }[] = [];
-  const logs: string[] = [];
-  for (const [baseName, factory] of Object.entries(o.bases)) {
-    for (const sigma of o.sigmas) {
-      const log = logPath(o.outDir, baseName, sigma);
-      const base = await factory(sigma);
-      const rows = await certifyImages({ ...o, indices, baseName, base, sigma, seed, log });
-      groups.push({ base: baseName, sigma, rows });
-      logs.push(log);
+  const settings: CertifySettings = { n0: o.n0, n: o.n, alpha: o.alpha, batchSize: o.batchSize, seed };
+  const wanted = new Set(indices);
+  const groups = Object.keys(o.bases).flatMap((base) =>
+    o.sigmas.map((sigma) => {
+      const log = logPath(o.outDir, base, sigma);
+      return { base, sigma, log, rows: openLog(log).filter((r) => wanted.has(r.index)) };
+    }),
+  );
+  const todo = groups.map((g) => {
+    const done = new Set(g.rows.map((r) => r.index));
+    return indices.filter((i) => !done.has(i));
+  });
+
+  if (workers > 1) {
+    const tasks: ImageTask[] = groups.flatMap((g, k) => todo[k].map((index) => ({ base: g.base, sigma: g.sigma, index })));
+    const setup: WorkerSetup = {
+      ...settings,
+      bases: o.bases as Record<string, BaseSpec>,
+      numClasses: o.dataset.classNames.length,
+      shape: o.dataset.shape,
+      indices,
+      labels: Int32Array.from(indices, (i) => o.dataset.labels[i]),
+      images: concatImages(o.dataset, indices),
+    };
+    const groupOf = (t: ImageTask) => groups.find((g) => g.base === t.base && g.sigma === t.sigma)!;
+    await runInWorkers<ImageTask, LogRow>(new URL('./worker', import.meta.url), setup, tasks, workers, (t, row) => {
+      const g = groupOf(t);
+      appendFileSync(g.log, formatRow(row) + '\n');
+      g.rows.push(row);
+      o.onProgress?.({ base: g.base, sigma: g.sigma, done: g.rows.length, total: indices.length, row });
+    }, (t) => `${t.base} sigma=${t.sigma} image ${t.index}`);
+  } else {
+    for (const [k, g] of groups.entries()) {
+      if (todo[k].length === 0) continue;
+      const b = o.bases[g.base];
+      const base = isBaseSpec(b) ? await loadBase(b, g.sigma) : await b(g.sigma);
+      g.rows = await certifyImages({ ...settings, dataset: o.dataset, indices, baseName: g.base, base, sigma: g.sigma, log: g.log, onProgress: o.onProgress });
     }
   }
+  const logs = groups.map((g) => g.log);
   const report: CertifyReport = { dataset: o.dataset.name, n0: o.n0, n: o.n, alpha: o.alpha, seed, radii, curves: buildCurves(groups, radii, o.n, o.alpha), logs };
   const files = { logs, markdown: join(o.outDir, 'certify.md'), json: join(o.outDir, 'certify.json'), svg: join(o.outDir, 'certify.svg') };
   writeFileSync(files.markdown, renderMarkdown(report));

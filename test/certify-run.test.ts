@@ -1,12 +1,18 @@
-/** The certify harness (certify/run.ts, certify/report.ts) on a tiny synthetic dataset and on hand-written logs. */
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+/**
+ * The certify harness (certify/run.ts, certify/report.ts) on a tiny synthetic dataset and on hand-written logs;
+ * worker threads and the built-in bases (certify/load.ts) on fixture images; the CLI's errors for missing models.
+ */
+import { execFile } from 'node:child_process';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '../src/backend/index.js';
-import type { Dataset } from '../src/data/index.js';
+import { type Dataset, loadFixture } from '../src/data/index.js';
+import { modelsDir } from '../src/models/paths.js';
 import type { BaseClassifier } from '../certify/core.js';
-import { type CertifyProgress, certifyImages, logPath, planIndices, readLog, runCertify } from '../certify/run.js';
+import { baseModels } from '../certify/load.js';
+import { type CertifyProgress, type LogRow, certifyImages, logPath, planIndices, readLog, runCertify } from '../certify/run.js';
 import { maxCertifiableRadius } from '../certify/core.js';
 
 beforeAll(async () => {
@@ -125,5 +131,78 @@ describe('certify harness', () => {
     const md = readFileSync(files.markdown, 'utf8');
     expect(md).toContain('| thr | best | 4 | 0.750 | 0.500 | 0.250 | 0.250 | 0.250 | 0.000 | 0.000 | 0.000 | 0.000 |');
     expect(md).toContain(`| thr | 0.5 | 4 | 0.750 | 0.500 | 0.250 | 0.250 | 0.250 | 0.000 | 0.000 | 0.000 | 0.000 | ${maxCertifiableRadius(0.5, n, alpha).toFixed(2)} |`);
+    // by hand: 0.001^(1/1000) = 0.993116, PhiInv(0.993116) = 2.463263; times sigma
+    expect(md).toMatch(/\| thr \| 0\.25 \| 4 \|.* \| 0\.62 \|\n/);
+    expect(md).toMatch(/\| thr \| 0\.5 \| 4 \|.* \| 1\.23 \|\n/);
+  });
+});
+
+describe('certify on worker threads, built-in bases', () => {
+  // a private copy of the shipped classifier: a training run may rewrite models/ while these tests run
+  const models = tmp();
+  const before = process.env.ADVPURIFY_MODELS;
+  beforeAll(() => {
+    mkdirSync(join(models, 'fashion-mnist'));
+    for (const ext of ['json', 'bin']) copyFileSync(join(modelsDir(), 'fashion-mnist', `classifier.${ext}`), join(models, 'fashion-mnist', `classifier.${ext}`));
+    process.env.ADVPURIFY_MODELS = models; // worker threads inherit it
+  });
+  afterAll(() => {
+    if (before === undefined) delete process.env.ADVPURIFY_MODELS;
+    else process.env.ADVPURIFY_MODELS = before;
+  });
+
+  const fixture = loadFixture();
+  const run = (outDir: string, workers: number, count: number) =>
+    runCertify({ dataset: fixture, bases: { noisy: { kind: 'noisy', dataset: 'fashion-mnist' } }, sigmas: [0.25, 0.5], n0: 10, n: 40, alpha: 0.01, batchSize: 25, seed: 7, count, outDir, workers });
+  const rowsOf = (dir: string, sigma: number) => readLog(logPath(dir, 'noisy', sigma)).sort((a, b) => a.index - b.index);
+  const strip = (r: LogRow) => ({ ...r, seconds: 0 });
+
+  it('gives the same rows on 2 worker threads as in one thread, and resumes', async () => {
+    const one = tmp();
+    const two = tmp();
+    await run(one, 1, 4);
+    await run(two, 2, 2);
+    const first = rowsOf(two, 0.25);
+    expect(first.map((r) => r.index)).toEqual([0, 1]);
+    await run(two, 2, 4); // resumes: only images 2 and 3 are new
+    for (const sigma of [0.25, 0.5]) {
+      const rows = rowsOf(two, sigma);
+      expect(rows.map((r) => r.index)).toEqual([0, 1, 2, 3]);
+      expect(rows.map(strip)).toEqual(rowsOf(one, sigma).map(strip));
+    }
+    expect(rowsOf(two, 0.25).slice(0, 2)).toEqual(first); // same seconds: not recomputed
+  });
+
+  it('needs BaseSpecs, not functions, for worker threads', async () => {
+    await expect(runCertify({ ...common, bases: { thr: () => thresholdBase({ n: 0 }) }, sigmas: [0.5], count: 2, outDir: tmp(), workers: 2 })).rejects.toThrow(/BaseSpec/);
+  });
+
+  it('the noisy base uses classifier-noise<sigma> where there is one, else the plain classifier with a note', () => {
+    const dir = join(models, 'fashion-mnist');
+    for (const ext of ['json', 'bin']) writeFileSync(join(dir, `classifier-noise0.5.${ext}`), '');
+    const noisy = { kind: 'noisy', dataset: 'fashion-mnist' } as const;
+    expect(baseModels(noisy, 0.5)).toEqual({ classifier: 'classifier-noise0.5', diffusion: false });
+    const m = baseModels(noisy, 0.25);
+    expect(m.classifier).toBe('classifier');
+    expect(m.note).toMatch(/no classifier-noise0\.25 .*--noise-sigma 0\.25 --variant classifier-noise0\.25/);
+  });
+
+  it('missing models: a one-line error naming the command that trains them', async () => {
+    const empty = tmp();
+    const dds = { kind: 'dds', dataset: 'mnist' } as const;
+    process.env.ADVPURIFY_MODELS = empty;
+    try {
+      expect(() => baseModels(dds, 0.5)).toThrow(/no mnist diffusion .*`advpurify train diffusion --dataset mnist`/);
+    } finally {
+      process.env.ADVPURIFY_MODELS = models;
+    }
+    const root = join(import.meta.dirname, '..');
+    const args = ['--import', 'tsx', join(root, 'test', 'run-cli.ts'), 'certify', '--dataset', 'mnist', '--base', 'noisy', '--out', tmp()];
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, args, { cwd: root, env: { ...process.env, ADVPURIFY_MODELS: empty, ADVPURIFY_QUIET: '1' } }, (err, _out, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no mnist classifier .*`advpurify train classifier --dataset mnist`/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });

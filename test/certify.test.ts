@@ -71,6 +71,9 @@ describe('lowerConfidenceBound (Clopper-Pearson, one-sided)', () => {
   it('maxCertifiableRadius is sigma * PhiInv(alpha^(1/n))', () => {
     expect(maxCertifiableRadius(0.25, 100_000, 0.001)).toBeCloseTo(0.25 * 3.8, 1); // Cohen et al.: ~4 sigma
     expect(maxCertifiableRadius(0.5, 1000, 0.001)).toBeCloseTo(0.5 * normalQuantile(0.001 ** 0.001, 0, 1), 12);
+    // by hand, the n = 10,000 and alpha = 0.001: 0.001^(1/10000) = 0.99930946, PhiInv of it = 3.198578
+    expect(maxCertifiableRadius(0.5, 10_000, 0.001)).toBeCloseTo(1.599289, 5);
+    expect(maxCertifiableRadius(1.0, 10_000, 0.001)).toBeCloseTo(3.198578, 5);
   });
 });
 

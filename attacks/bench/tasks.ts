@@ -2,13 +2,10 @@
  * Running robustness tasks (one defence, one eps, a batch of images) in this thread (`TaskRunner`) or
  * spread over worker threads (`runInWorkers`; each worker holds its own TaskRunner and tfjs instance).
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { tf } from '../../src/backend/index.js';
 import { loadDataset, loadFixture, type Dataset, type DatasetName } from '../../src/data/index.js';
 import type { PurifyOptions } from '../../src/purify/index.js';
+import { runInWorkers as runTasksInWorkers } from '../../src/util/threads.js';
 import type { Norm } from '../common.js';
 import { adaptive } from '../eot.js';
 import { loadDefense, type DefenseSetup } from '../defenses.js';
@@ -77,52 +74,7 @@ export class TaskRunner {
   }
 }
 
-/**
- * A worker running worker.js next to this file when compiled, else worker.ts. Under tsx, Node 20 does not
- * apply `execArgv: ['--import', 'tsx']` to a worker's entry module, so the worker registers tsx's loader
- * itself (its ESM API) before importing worker.ts.
- */
-function spawnWorker(workerData: unknown): Worker {
-  const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
-  const api = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  const ts = new URL('./worker.ts', import.meta.url).href;
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); });`, { eval: true, workerData });
-}
-
-export type WorkerMessage = { rows: ImageRow[] } | { error: string };
-
-/** Hands tasks to `n` workers as they become free; `onRows` runs in this thread for each finished task. */
+/** Hands tasks to `n` workers (worker.ts) as they become free; `onRows` runs in this thread for each finished task. */
 export async function runInWorkers(spec: RunSpec, tasks: Task[], n: number, onRows: (task: Task, rows: ImageRow[]) => void): Promise<void> {
-  const queue = [...tasks];
-  const workers = Array.from({ length: Math.min(n, tasks.length) }, () => spawnWorker({ spec }));
-  try {
-    await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            let current: Task | undefined;
-            const next = () => {
-              current = queue.shift();
-              if (current) w.postMessage(current);
-              else resolve();
-            };
-            w.on('message', (m: WorkerMessage) => {
-              if ('error' in m) return reject(new Error(`worker (${current?.defense} eps ${current?.eps}): ${m.error}`));
-              try {
-                onRows(current!, m.rows);
-              } catch (e) {
-                return reject(e);
-              }
-              next();
-            });
-            w.on('error', reject);
-            w.on('exit', (code) => current && reject(new Error(`worker exited with code ${code} during ${current.defense} eps ${current.eps}`)));
-            next();
-          }),
-      ),
-    );
-  } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
+  await runTasksInWorkers<Task, ImageRow[]>(new URL('./worker', import.meta.url), { spec }, tasks, n, onRows, (t) => `${t.defense} eps ${t.eps}`);
 }

@@ -3,13 +3,11 @@
  * purify images/s per mode at batch 1 and 64; the U-Net forward's achieved FLOP rate relative to
  * the same run's wasm Conv2D rate; training-step / forward-step time ratio; 2 worker threads vs 1.
  */
-import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
+import { startWorker } from '../util/threads.js';
 
 function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
   f(); // warm-up
@@ -22,13 +20,8 @@ function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
   return (performance.now() - t0) / reps;
 }
 
-/** worker.js when compiled; from source, worker.ts imported by a tiny eval'd bootstrap once tsx's hooks are in place. */
-function makeWorker(workerData: unknown): Worker {
-  const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
-  const ts = new URL('./worker.ts', import.meta.url).href;
-  return new Worker(`import(${JSON.stringify(ts)})`, { eval: true, workerData, execArgv: ['--import', 'tsx'] });
-}
+/** worker.js when compiled, worker.ts from source (see startWorker). */
+const makeWorker = (workerData: unknown) => startWorker(new URL('./worker', import.meta.url), workerData);
 
 async function threaded(n: number, batches: number, batchSize: number, options: PurifyOptions): Promise<number> {
   const ws = Array.from({ length: n }, () => makeWorker({ batches, batchSize, options }));

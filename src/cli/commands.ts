@@ -1,5 +1,6 @@
 /** The CLI's commands. Each returns an exit code; results go to stdout (JSON with --json), progress to stderr. */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../backend/index.js';
 import { loadDataset, loadFixture, take, type Dataset, type DatasetName } from '../data/index.js';
@@ -132,35 +133,31 @@ const train: Command = async (pos, f) => {
 };
 
 const certify: Command = async (_pos, f) => {
-  const { runCertify, denoisedBase, noisyBase } = await Promise.all([import('../../certify/run.js'), import('../../certify/bases.js')]).then(([a, b]) => ({ ...a, ...b }));
+  const { runCertify, baseModels, maxCertifiableRadius, BASE_KINDS } = await import('../../certify/index.js');
   const dataset = datasetOf(f);
-  const ds = f.split === 'fixture' ? loadFixture() : loadDataset(dataset, (f.split as 'test') ?? 'test');
   const sigmas = numList(f.sigma, 'sigma') ?? [0.25, 0.5, 1.0];
-  const baseNames = (f.base ?? 'dds').split(',');
-  const clf = await loadClassifier(dataset);
-  const logits = (x: tf.Tensor4D) => clf.predict(x);
-  const bases: Record<string, (sigma: number) => Promise<import('../../certify/core.js').BaseClassifier>> = {};
-  for (const b of baseNames) {
-    if (b === 'dds') {
-      const dm = await loadDiffusionModel(dataset);
-      bases.dds = async (sigma) => denoisedBase(dm.diffusion, dm.eps, logits, { sigma });
-    } else if (b === 'noisy') {
-      // Cohen et al.: a classifier trained with Gaussian noise at this sigma (models/<dataset>/classifier-noise<sigma>), else the plain one
-      bases.noisy = async (sigma) => {
-        let c: Classifier = clf;
-        try {
-          c = await loadClassifier(dataset, `classifier-noise${sigma}`);
-        } catch {
-          process.stderr.write(`certify: no classifier-noise${sigma} for ${dataset}; the noisy base uses the ordinary classifier\n`);
-        }
-        return noisyBase((x) => c.predict(x));
-      };
-    } else throw new UsageError(`unknown --base ${b} (dds, noisy)`);
+  // dds: diffusion model + classifier; noisy (Cohen et al.): models/<dataset>/classifier-noise<sigma> when present, else the
+  // plain classifier. Missing weights fail here with the command that trains them; each worker thread loads its own.
+  const bases: Record<string, import('../../certify/load.js').BaseSpec> = {};
+  for (const kind of (f.base ?? 'dds').split(',')) {
+    if (!(BASE_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown --base ${kind} (${BASE_KINDS.join(', ')})`);
+    bases[kind] = { kind: kind as (typeof BASE_KINDS)[number], dataset };
+    for (const sigma of sigmas) {
+      const { note } = baseModels(bases[kind], sigma);
+      if (note) process.stderr.write(`certify: ${note}\n`);
+    }
   }
+  if (f.split === 'fixture' && dataset !== 'fashion-mnist') throw new UsageError('--split fixture holds Fashion-MNIST test images; use it with --dataset fashion-mnist');
+  const ds = f.split === 'fixture' ? loadFixture() : loadDataset(dataset, (f.split as 'test') ?? 'test');
+  const n = num(f.n, 'n') ?? 10000;
+  const alpha = num(f.alpha, 'alpha') ?? 0.001;
+  const workers = num(f.workers, 'workers') ?? availableParallelism();
+  const maxRadii = sigmas.map((s) => `${maxCertifiableRadius(s, n, alpha).toFixed(2)} at sigma ${s}`).join(', ');
+  process.stderr.write(`certify: ${workers} worker thread${workers === 1 ? '' : 's'}; n = ${n} and alpha = ${alpha} can certify radii up to ${maxRadii}\n`);
   const outDir = f.out ?? join('runs', dataset, 'certify');
   let lastLine = 0;
   const r = await runCertify({
-    dataset: ds, sigmas, bases, n0: num(f.n0, 'n0') ?? 100, n: num(f.n, 'n') ?? 10000, alpha: num(f.alpha, 'alpha') ?? 0.001,
+    dataset: ds, sigmas, bases, n0: num(f.n0, 'n0') ?? 100, n, alpha, workers,
     count: num(f.count, 'count') ?? 100, skip: num(f.skip, 'skip') ?? 1, batchSize: num(f['batch-size'], 'batch-size') ?? 500,
     seed: num(f.seed, 'seed'), outDir,
     onProgress: (p) => {

@@ -5,7 +5,7 @@
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
- *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1
+ *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf
  *   advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]
  *   advpurify serve [--port 3000 --workers N --model DIR]
