@@ -9,7 +9,7 @@
  *          deterministic, `steps` network passes.
  * An image the level net judges clean is restored at t = 1, which changes it very little.
  */
-import { tf, type Tensor4D } from '../backend/index.js';
+import type { Tensor4D } from '../backend/index.js';
 import { fromModelScale, toModelScale } from '../diffusion/gaussian-diffusion.js';
 import { levelSteps, restoreCold, restoreX0 } from '../diffusion/restoration.js';
 import type { DiffusionModel } from '../models/diffusion-model.js';
@@ -47,9 +47,4 @@ export function purifyRestore(model: DiffusionModel, x: Tensor4D, o: RestoreOpti
   const out = diffpure(restored);
   restored.dispose();
   return out;
-}
-
-/** Restoration of a batch in one call without a purifier (no diffpure pass): design (a), or design (b)'s x0 alone. */
-export function restoreOnly(model: DiffusionModel, x: Tensor4D, restorer: Restorer, steps = 5, sigma?: number): Tensor4D {
-  return purifyRestore(model, x, { restorer, steps, sigma }, (y) => tf.clone(y));
 }
