@@ -114,7 +114,7 @@ describe('bench corruptions (8 fixture images, 2 degradations, severities 1 and 
     expect(readFileSync(r.files[3], 'utf8')).toMatch(/^<svg/);
     const json = JSON.parse(readFileSync(r.files[1], 'utf8'));
     expect(json.cells).toHaveLength(20);
-  });
+  }, 600_000); // ~10 s on an idle 2-core machine
 
   it('resumes from its log: a complete log is not recomputed, a cut one is completed to the same numbers', async () => {
     const log = join(dir, 'out', 'corruptions.tsv');

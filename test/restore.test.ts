@@ -27,6 +27,8 @@ const d = new GaussianDiffusion(1000);
 const TINY: UNetConfig = { imageChannels: 1, ch: 8, mult: [1, 1], groups: 4, tembDim: 32 };
 // smoke-scale training learns noise fastest; the full trainer draws from every degradation
 const NOISES = ['gaussian-noise', 'uniform-noise'] as const;
+// ~10 s each on an idle 2-core machine; the limit only guards against a loaded one
+const SLOW = 600_000;
 const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => a.sub(b).abs().max().dataSync()[0]);
 
 describe('restoration process (src/diffusion/restoration.ts)', () => {
@@ -115,7 +117,7 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
     expect(meta.unet).toEqual(TINY);
     expect(meta.restore.validation).toHaveLength(1); // both designs measured on the validation images at step 8
     expect(lines.some((l) => /validation PSNR .* \(a\) cold .* \(b\) x0\+diffpure/.test(l))).toBe(true);
-  });
+  }, SLOW);
 
   it('resumes from its rolling checkpoint at the right step and ends where an uninterrupted run ends', async () => {
     await run('b', 4);
@@ -129,7 +131,7 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
     tf.dispose([...Object.values(a), ...Object.values(b)]);
     const meta = JSON.parse(readFileSync(join(dir, 'b', 'restore.ckpt.json'), 'utf8')).meta;
     expect(meta.step).toBe(8);
-  });
+  }, SLOW);
 
   it("mode 'restore': shape, range, seeds, both designs, no leaked tensors, differentiable", async () => {
     const model = join(dir, 'a', 'restore');

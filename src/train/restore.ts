@@ -203,7 +203,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   }
   if (!Object.keys(init).some((k) => k.startsWith(LEVEL_PREFIX))) Object.assign(init, initLevelNet(levelCfg, o.seed + 17));
   const vars: Record<string, tf.Variable> = {};
-  for (const [k, v] of Object.entries(init)) vars[k] = tf.variable(v, true, `restore/${k}`);
+  for (const [k, v] of Object.entries(init)) vars[k] = tf.variable(v, true); // engine-unique names: two runs may share a process
   let ema: Params = {};
   for (const [k, v] of Object.entries(init)) ema[k] = v.clone();
   tf.dispose(Object.values(init));
