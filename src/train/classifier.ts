@@ -113,6 +113,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     log(`resumed ${o.checkpoint} at epoch ${epoch} (best val ${best})`);
   }
   const size = imageSize(train);
+  const mirror = o.dataset !== 'mnist'; // a mirrored digit is not the same digit
   const [h, w, c] = train.shape;
   const stepsPerEpoch = Math.min(Math.floor(train.count / o.batchSize), o.stepsPerEpoch ?? Infinity);
   const totalSteps = stepsPerEpoch * o.epochs;
@@ -127,7 +128,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     for (let s = 0; s < stepsPerEpoch; s++, step++) {
       for (let i = 0; i < o.batchSize; i++) {
         const j = order[s * o.batchSize + i];
-        augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng);
+        augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
         yb[i] = train.labels[j];
       }
       (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));

@@ -30,7 +30,7 @@ export interface TrainDiffusionOptions {
   checkpointEvery?: number;
   lowTFraction?: number;
   tLowMax?: number;
-  flip?: boolean;
+  flip?: boolean; // horizontal-flip augmentation (default: on, except for MNIST digits)
   log?: (line: string) => void;
 }
 
@@ -87,7 +87,7 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
     const s = step % perEpoch;
     for (let i = 0; i < B; i++) {
       const j = order[s * B + i];
-      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, o.flip ?? true);
+      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, o.flip ?? o.dataset !== 'mnist');
       tb[i] = 1 + Math.floor(rng() * (rng() < lowFrac ? tLowMax : T));
     }
     const warm = Math.min(1, (step + 1) / 500);
