@@ -34,3 +34,13 @@ export async function loadCheckpoint(path: string, optimizer: tf.Optimizer): Pro
   tf.dispose(opt.map((o) => o.tensor));
   return { model, state: meta };
 }
+
+/** Put a checkpoint's `net/<k>` weights into the trained variables and its `ema/<k>` copies into `ema` (replacing them); frees the checkpoint's tensors. */
+export function restoreNetAndEma(model: Record<string, tf.Tensor>, vars: Record<string, tf.Variable>, ema: Record<string, tf.Tensor>): void {
+  for (const [k, v] of Object.entries(vars)) {
+    v.assign(model[`net/${k}`]);
+    ema[k].dispose();
+    ema[k] = model[`ema/${k}`].clone();
+  }
+  tf.dispose(Object.values(model));
+}

@@ -15,7 +15,7 @@ import { saveDiffusion, type DiffusionMeta } from '../models/diffusion-model.js'
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { augmentInto } from './augment.js';
-import { checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkpointExists, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 export interface TrainDiffusionOptions {
   dataset: DatasetName;
@@ -50,12 +50,7 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
   let step = 0;
   if (checkpointExists(o.checkpoint)) {
     const ck = await loadCheckpoint(o.checkpoint, opt);
-    for (const [k, v] of Object.entries(vars)) {
-      v.assign(ck.model[`net/${k}`]);
-      ema[k].dispose();
-      ema[k] = ck.model[`ema/${k}`].clone();
-    }
-    tf.dispose(Object.values(ck.model));
+    restoreNetAndEma(ck.model, vars, ema);
     step = ck.state.step;
     log(`resumed ${o.checkpoint} at step ${step}`);
   }

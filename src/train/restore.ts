@@ -37,7 +37,7 @@ import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { augmentInto } from './augment.js';
-import { checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkpointExists, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 /** How a batch is made (see the header); every field has a default. */
 export interface RestoreBatchOptions {
@@ -216,12 +216,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   let validation: NonNullable<RestoreInfo['validation']> = [];
   if (checkpointExists(o.checkpoint)) {
     const ck = await loadCheckpoint(o.checkpoint, opt);
-    for (const [k, v] of Object.entries(vars)) {
-      v.assign(ck.model[`net/${k}`]);
-      ema[k].dispose();
-      ema[k] = ck.model[`ema/${k}`].clone();
-    }
-    tf.dispose(Object.values(ck.model));
+    restoreNetAndEma(ck.model, vars, ema);
     step = ck.state.step;
     lossAvg = (ck.state.lossAvg as number) ?? NaN;
     levelLossAvg = (ck.state.levelLossAvg as number) ?? NaN;
