@@ -283,7 +283,7 @@ describe('under load', () => {
         statuses.push(r.status);
       }
     };
-    await Promise.all(Array.from({ length: 6 }, client)); // 6 clients = in-flight capacity (4) + queue (2)
+    await Promise.all(Array.from({ length: 10 }, client)); // 10 clients = worker slots (2 x maxBatch 4) + queue (2)
     expect(statuses.filter((x) => x !== 200)).toEqual([]);
     const [after] = await s.pool.workerStats(10_000);
     expect(after.numTensors).toBe(before.numTensors);
@@ -297,17 +297,19 @@ describe('under load', () => {
     const t0 = Date.now();
     const rs = await Promise.all(
       Array.from({ length: 20 }, () =>
-        raw('/v1/purify?steps=2', png).then(async (r) => ({ status: r.status, retry: r.headers.get('retry-after'), body: await r.text(), at: Date.now() - t0 })),
+        raw('/v1/purify?steps=2', png).then(async (r) => ({ status: r.status, retry: r.headers.get('retry-after'), conn: r.headers.get('connection'), id: r.headers.get('x-request-id'), body: await r.text(), at: Date.now() - t0 })),
       ),
     );
     const shed = rs.filter((r) => r.status === 503);
     const ok = rs.filter((r) => r.status === 200);
     expect(shed.length + ok.length).toBe(20);
-    expect(ok.length).toBeGreaterThanOrEqual(6); // capacity 4 in the worker + 2 queued
+    expect(ok.length).toBeGreaterThanOrEqual(10); // 8 slots in the worker (2 x maxBatch) + 2 queued
     expect(shed.length).toBeGreaterThan(0);
     for (const r of shed) {
       expect(Number(r.retry)).toBeGreaterThanOrEqual(1);
       expect(JSON.parse(r.body).error.code).toBe('QUEUE_FULL');
+      expect(r.conn).toBe('close'); // refused before Express, keep-alive off under overload
+      expect(r.id).toMatch(/^[\w-]{36}$/);
     }
     expect(Math.max(...shed.map((r) => r.at))).toBeLessThan(Math.max(...ok.map((r) => r.at)));
     expect((await metric('advpurify_shed_total')) - shedBefore).toBe(shed.length);
@@ -326,8 +328,10 @@ describe('under load', () => {
     try {
       await until(idle);
       const [before] = await s.pool.workerStats(10_000);
-      const busy = Array.from({ length: 4 }, () => raw('/v1/purify', png).then((r) => r.arrayBuffer())); // fill the worker's 4 slots
-      await until(() => s.pool.inFlight === 4);
+      const slots = s.pool.slotsPerWorker;
+      expect(slots).toBe(8); // a running batch of up to maxBatch 4, and the next one forming
+      const busy = Array.from({ length: slots }, () => raw('/v1/purify', png).then((r) => r.arrayBuffer())); // fill the worker's slots
+      await until(() => s.pool.inFlight === slots);
       const ac = new AbortController();
       const gone = fetch(`${s.url}/v1/purify?mode=oneshot`, { method: 'POST', body: u8(png), headers: { 'content-type': 'image/png' }, signal: ac.signal }).catch(() => 'aborted');
       await until(() => s.pool.queueDepth === 1);
@@ -335,11 +339,11 @@ describe('under load', () => {
       expect(await gone).toBe('aborted');
       await until(() => s.pool.queueDepth === 0);
       await Promise.all(busy);
-      await until(() => events.length >= 5);
+      await until(() => events.length >= slots + 1);
       expect(events.filter((e) => e.outcome === 'cancelled').length).toBe(1);
-      expect(events.filter((e) => e.outcome === 'ok').length).toBe(4);
+      expect(events.filter((e) => e.outcome === 'ok').length).toBe(slots);
       const [after] = await s.pool.workerStats(10_000);
-      expect(after.tasks - before.tasks).toBe(4); // the cancelled one never reached the worker
+      expect(after.tasks - before.tasks).toBe(slots); // the cancelled one never reached the worker
     } finally {
       s.pool.off('task', listen);
     }

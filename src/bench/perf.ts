@@ -9,15 +9,34 @@ import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/in
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 import { startWorker } from '../util/threads.js';
 
-function timeIt(f: () => void, minMs = 1500, minReps = 2): number {
+/** Median time of one call, ms, over at least `minReps` calls and `minMs` (after a warm-up call):
+ *  the median, not the mean, so that a shared VM's stray slow rep does not move the ratios. */
+function timeIt(f: () => void, minMs = 1500, minReps = 5): number {
   f(); // warm-up
-  let reps = 0;
+  const ts: number[] = [];
   const t0 = performance.now();
-  while (reps < minReps || performance.now() - t0 < minMs) {
+  while (ts.length < minReps || performance.now() - t0 < minMs) {
+    const t = performance.now();
     f();
-    reps++;
+    ts.push(performance.now() - t);
   }
-  return (performance.now() - t0) / reps;
+  ts.sort((a, b) => a - b);
+  const m = ts.length >> 1;
+  return ts.length % 2 ? ts[m] : (ts[m - 1] + ts[m]) / 2;
+}
+
+/** Median times (ms) of several calls, measured round-robin: f0, f1, ..., f0, f1, ... */
+function interleaved(fs: (() => void)[], reps: number): number[] {
+  for (const f of fs) f(); // warm-up
+  const ts = fs.map(() => [] as number[]);
+  for (let r = 0; r < reps; r++) {
+    fs.forEach((f, i) => {
+      const t = performance.now();
+      f();
+      ts[i].push(performance.now() - t);
+    });
+  }
+  return ts.map((v) => v.sort((a, b) => a - b)[v.length >> 1]);
 }
 
 /** worker.js when compiled, worker.ts from source (see startWorker). */
@@ -65,22 +84,24 @@ export async function runPerfBench(): Promise<void> {
   const B = 64;
   const x = tf.randomNormal([B, 28, 28, 1]) as tf.Tensor4D;
   const t = tf.fill([B], 100) as tf.Tensor1D;
-  const fwdMs = timeIt(() => readTidy(() => unetForward(p.model.params, cfg, x, t)));
-  const unetGflops = (2 * unetMacsPerImage(cfg) * B) / (fwdMs / 1000) / 1e9;
   const cx = tf.randomNormal([B, 28, 28, cfg.ch]) as tf.Tensor4D;
   const cw = tf.randomNormal([3, 3, cfg.ch, cfg.ch]) as tf.Tensor4D;
-  const convMs = timeIt(() => readTidy(() => tf.conv2d(cx, cw, 1, 'same')));
-  const convGflops = (2 * B * 28 * 28 * 9 * cfg.ch * cfg.ch) / (convMs / 1000) / 1e9;
-
   // training step vs forward on the same batch
   const vars = Object.fromEntries(Object.entries(p.model.params).map(([k, v]) => [k, tf.variable(v.clone(), true, `bench/${k}`)]));
   const opt = tf.train.adam(1e-4);
   const e = tf.randomNormal([B, 28, 28, 1]);
-  const stepMs = timeIt(() => {
-    const l = opt.minimize(() => unetForward(vars, cfg, x, t).sub(e).square().mean() as tf.Scalar, true, Object.values(vars));
-    l?.dataSync();
-    l?.dispose();
-  }, 3000);
+  // interleaved, so that a shared VM's drift over the minute this takes hits all three alike
+  const [fwdMs, convMs, stepMs] = interleaved([
+    () => readTidy(() => unetForward(p.model.params, cfg, x, t)),
+    () => readTidy(() => tf.conv2d(cx, cw, 1, 'same')),
+    () => {
+      const l = opt.minimize(() => unetForward(vars, cfg, x, t).sub(e).square().mean() as tf.Scalar, true, Object.values(vars));
+      l?.dataSync();
+      l?.dispose();
+    },
+  ], 7);
+  const unetGflops = (2 * unetMacsPerImage(cfg) * B) / (fwdMs / 1000) / 1e9;
+  const convGflops = (2 * B * 28 * 28 * 9 * cfg.ch * cfg.ch) / (convMs / 1000) / 1e9;
   tf.dispose([x, t, cx, cw, e, ...Object.values(vars)]);
   opt.dispose();
 

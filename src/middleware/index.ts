@@ -26,6 +26,12 @@ export { PurifyPool, resolveModel, type PoolOptions, type TaskEvent, type Outcom
 export { optionsSchema, jsonBodySchema, REQUEST_LIMITS, OPTION_NAMES, parseQueryOptions, parseJsonOptions, type ClientOptions, type OptionName } from './schemas.js';
 export { sniffImage, type ImageFormat } from './input.js';
 export { EventLoopMonitor } from './lag.js';
+
+/**
+ * Set on a request whose event-loop shedding draw was already made before Express (the server's
+ * early 503 path), so the middleware does not draw again and shed twice as often.
+ */
+export const SHED_CHECKED: unique symbol = Symbol.for('advpurify.shedChecked');
 export type { WorkerStats, Fit, Rect } from './protocol.js';
 
 /**
@@ -150,7 +156,7 @@ function build(o: MiddlewareOptions, kind: Task['kind'], respond: (req: Request,
     let task: Task;
     let result: unknown;
     try {
-      if (lag?.shouldShed()) throw overloaded('OVERLOADED', 'the server is overloaded; retry later', 1);
+      if (!(req as Request & { [SHED_CHECKED]?: boolean })[SHED_CHECKED] && lag?.shouldShed()) throw overloaded('OVERLOADED', 'the server is overloaded; retry later', 1);
       if (pool.saturated) throw overloaded('QUEUE_FULL', 'the purification queue is full; retry later', pool.retryAfterS());
       const input = await read(req, res, allow.length > 0);
       const options = mergeOptions(base, input.client, allow);

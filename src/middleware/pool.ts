@@ -1,7 +1,9 @@
 /**
  * PurifyPool: the main thread's side of purification. Worker threads (piscina) each hold one tfjs
  * instance; this class keeps a bounded FIFO queue in front of them and never blocks the event loop.
- * - at most `workers x maxBatch` tasks are in the workers at once (so they can form micro-batches);
+ * - at most `workers x 2 x maxBatch` tasks are in the workers at once: while one batch runs, the next
+ *   one forms in the worker, so under load batches are full (with one batch's worth of slots, a
+ *   worker's batches alternate at about half of maxBatch);
  * - beyond that, up to `maxQueue` wait here; more are shed at once with a 503 and Retry-After;
  * - each task has a deadline (504) and an AbortSignal (client gone): queued work is dropped, work
  *   already in a worker runs to completion and its result is discarded (aborting a piscina task
@@ -121,6 +123,10 @@ let poolSeq = 0;
 export class PurifyPool extends EventEmitter {
   readonly size: number;
   readonly maxBatch: number;
+  /** tasks one worker holds at once: a running batch and the next one forming */
+  get slotsPerWorker(): number {
+    return 2 * this.maxBatch;
+  }
   readonly maxQueue: number;
   readonly deadlineMs: number;
   readonly config: WorkerConfig;
@@ -181,7 +187,7 @@ export class PurifyPool extends EventEmitter {
       execArgv,
       minThreads: this.size,
       maxThreads: this.size,
-      concurrentTasksPerWorker: this.maxBatch,
+      concurrentTasksPerWorker: this.slotsPerWorker,
       idleTimeout: 2 ** 31 - 1,
       atomics: 'disabled', // workers run timers (batching) and async I/O between tasks
       workerData: this.config,
@@ -223,7 +229,7 @@ export class PurifyPool extends EventEmitter {
   }
   /** True when a new task would be shed. */
   get saturated(): boolean {
-    return this.running >= this.size * this.maxBatch && this.queue.length >= this.maxQueue;
+    return this.running >= this.size * this.slotsPerWorker && this.queue.length >= this.maxQueue;
   }
   /** Tasks inside workers. */
   get inFlight(): number {
@@ -298,7 +304,7 @@ export class PurifyPool extends EventEmitter {
   }
 
   private pump(): void {
-    while (this.running < this.size * this.maxBatch && this.queue.length > 0) {
+    while (this.running < this.size * this.slotsPerWorker && this.queue.length > 0) {
       const e = this.queue.shift() as Entry;
       this.dispatch(e);
     }
