@@ -8,6 +8,7 @@ import { startServer, type RunningServer } from '../src/server/index.js';
 import type { ClassifyResponse, MaskJson, Rect, TaskEvent } from '../src/middleware/index.js';
 import { FASHION_CLASSES } from '../src/data/index.js';
 import { overlap, patchedFixturePng } from './patched-image.js';
+import { pngHeader } from './png-bomb.js';
 
 const MAX_BYTES = 64 * 1024;
 let s: RunningServer;
@@ -60,33 +61,6 @@ async function metric(name: string, labels: Record<string, string> = {}): Promis
     if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
   }
   return sum;
-}
-
-/** A PNG whose IHDR claims width x height, with a tiny IDAT: a decompression bomb's header. */
-function pngHeader(width: number, height: number): Buffer {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (b: Buffer) => {
-    let c = 0xffffffff;
-    for (const x of b) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(crc(td));
-    return Buffer.concat([len, td, c]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit grayscale
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]);
 }
 
 describe('endpoints', () => {

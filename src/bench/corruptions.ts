@@ -16,6 +16,7 @@
  * chunk; a rerun skips the chunks it holds and rewrites the report from the log.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { openTsvLog } from '../util/tsv-log.js';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, loadFixture, take, type Dataset, type DatasetName } from '../data/index.js';
@@ -74,14 +75,7 @@ export function benchSeed(...parts: (string | number)[]): number {
 }
 
 export function readLog(path: string): ChunkRow[] {
-  if (!existsSync(path)) {
-    writeFileSync(path, HEADER + '\n');
-    return [];
-  }
-  const text = readFileSync(path, 'utf8');
-  const lines = text.split('\n').slice(1, -1); // the piece after the last newline is '' or unfinished
-  if (!text.endsWith('\n')) writeFileSync(path, [HEADER, ...lines].join('\n') + '\n');
-  return lines.map((l) => l.split('\t')).filter((v) => v.length === 10 && v.slice(3).every((s) => Number.isFinite(Number(s))))
+  return openTsvLog(path, HEADER).filter((v) => v.length === 10 && v.slice(3).every((s) => Number.isFinite(Number(s))))
     .map((v) => ({ condition: v[0], severity: Number(v[1]), preprocessor: v[2], start: Number(v[3]), n: Number(v[4]), correct: Number(v[5]), agree: Number(v[6]), psnr: Number(v[7]), ssim: Number(v[8]), seconds: Number(v[9]) }));
 }
 

@@ -16,6 +16,7 @@
  * images; universal patches are cached as JSON; seeds derive from (run seed, names, index).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { openTsvLog } from '../../util/tsv-log.js';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../../backend/index.js';
 import { DataNotFoundError, imageSize, loadDataset, loadFixture, subset, type Dataset } from '../../data/index.js';
@@ -95,14 +96,7 @@ function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
 const HEADER = 'index\tlabel\tprediction\tcorrect\tdetected\tiou\ttop\tleft\tsize\tseconds';
 
 function readRows(path: string): BenchRow[] {
-  if (!existsSync(path)) {
-    writeFileSync(path, HEADER + '\n');
-    return [];
-  }
-  const text = readFileSync(path, 'utf8');
-  const lines = text.split('\n').slice(1, -1); // the piece after the last newline is '' or unfinished
-  if (!text.endsWith('\n')) writeFileSync(path, [HEADER, ...lines].join('\n') + '\n');
-  return lines.map((l) => l.split('\t').map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
+  return openTsvLog(path, HEADER).map((l) => l.map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
     .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, detected: v[4], iou: v[5], box: { top: v[6], left: v[7], size: v[8] }, seconds: v[9] }));
 }
 
