@@ -1,6 +1,6 @@
 /** The CLI's commands. Each returns an exit code; results go to stdout (JSON with --json), progress to stderr. */
+import { defaultWorkers } from '../util/threads.js';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../backend/index.js';
 import { loadDataset, loadFixture, take, type Dataset, type DatasetName } from '../data/index.js';
@@ -151,7 +151,7 @@ const certify: Command = async (_pos, f) => {
   const ds = f.split === 'fixture' ? loadFixture() : loadDataset(dataset, (f.split as 'test') ?? 'test');
   const n = num(f.n, 'n') ?? 10000;
   const alpha = num(f.alpha, 'alpha') ?? 0.001;
-  const workers = num(f.workers, 'workers') ?? availableParallelism();
+  const workers = num(f.workers, 'workers') ?? defaultWorkers();
   const maxRadii = sigmas.map((s) => `${maxCertifiableRadius(s, n, alpha).toFixed(2)} at sigma ${s}`).join(', ');
   process.stderr.write(`certify: ${workers} worker thread${workers === 1 ? '' : 's'}; n = ${n} and alpha = ${alpha} can certify radii up to ${maxRadii}\n`);
   const outDir = f.out ?? join('runs', dataset, 'certify');

@@ -13,12 +13,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BroadcastChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { defaultWorkers, tfjsNodeInstalled } from '../util/threads.js';
 import { PurifyError } from '../purify/errors.js';
 import { HttpError, overloaded } from './errors.js';
 import type { ChannelMessage, ClassifyResult, PurifyResult, Task, TaskResult, WorkerConfig, WorkerStats } from './protocol.js';
@@ -92,20 +92,6 @@ export function resolveModel(model = 'fashion-mnist', classifier?: string | fals
   return { diffusion, classifier: implicit, classifierOptional: true };
 }
 
-function tfjsNodeInstalled(): boolean {
-  const forced = process.env.ADVPURIFY_BACKEND?.trim().toLowerCase();
-  if (forced === 'wasm' || forced === 'cpu') return false;
-  const req = createRequire(import.meta.url);
-  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
-    try {
-      req.resolve(pkg);
-      return true;
-    } catch {
-      /* not installed */
-    }
-  }
-  return false;
-}
 
 /**
  * The worker file next to this one: worker.js when compiled, worker.ts (through tsx) from source.
@@ -149,7 +135,7 @@ export class PurifyPool extends EventEmitter {
   constructor(o: PoolOptions = {}) {
     super();
     const tfjsNode = tfjsNodeInstalled();
-    this.size = Math.max(1, tfjsNode ? 1 : Math.floor(o.workers ?? availableParallelism()));
+    this.size = Math.max(1, tfjsNode ? 1 : Math.floor(o.workers ?? defaultWorkers()));
     this.maxBatch = Math.max(1, Math.floor(o.maxBatch ?? 16));
     this.maxQueue = Math.max(0, Math.floor(o.maxQueue ?? 32 * this.size));
     this.deadlineMs = o.deadlineMs ?? 30_000;

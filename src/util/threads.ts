@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, parentPort } from 'node:worker_threads';
 
@@ -15,6 +16,27 @@ import { Worker, parentPort } from 'node:worker_threads';
  * `execArgv: ['--import', 'tsx']` to a worker's entry module ("Unknown file extension .ts"), so from source
  * an eval'd bootstrap registers tsx's ESM loader in the worker (tsx/esm/api) and then imports entry.ts.
  */
+/** True when a tfjs-node(-gpu) binding will be used: it owns the GPU/CPU and cannot load in several threads. */
+export function tfjsNodeInstalled(): boolean {
+  const forced = process.env.ADVPURIFY_BACKEND?.trim().toLowerCase();
+  if (forced === 'wasm' || forced === 'cpu') return false;
+  const req = createRequire(import.meta.url);
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      req.resolve(pkg);
+      return true;
+    } catch {
+      /* not installed */
+    }
+  }
+  return false;
+}
+
+/** Default worker-thread count: the core count, or 1 with a tfjs-node binding. */
+export function defaultWorkers(): number {
+  return tfjsNodeInstalled() ? 1 : availableParallelism();
+}
+
 export function startWorker(entry: URL, workerData?: unknown): Worker {
   const js = new URL(`${entry.href}.js`);
   if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
