@@ -17,11 +17,14 @@ export interface ClassifierMeta {
   [k: string]: unknown;
 }
 
-export function buildCnn(inputShape: [number, number, number], classes: number, widths: [number, number, number] = [32, 64, 256]): tf.Sequential {
+/** The CNN; with `seed`, its initial weights are a function of the seed (else drawn from Math.random). */
+export function buildCnn(inputShape: [number, number, number], classes: number, widths: [number, number, number] = [32, 64, 256], seed?: number): tf.Sequential {
   const [c1, c2, d] = widths;
   const m = tf.sequential({ name: 'cnn' });
+  let k = 0;
+  const init = () => (seed === undefined ? {} : { kernelInitializer: tf.initializers.glorotUniform({ seed: (seed * 7919 + ++k) >>> 0 }) });
   const conv = (filters: number, name: string, first = false) =>
-    tf.layers.conv2d({ name, filters, kernelSize: 3, padding: 'same', useBias: false, ...(first ? { inputShape } : {}) });
+    tf.layers.conv2d({ name, filters, kernelSize: 3, padding: 'same', useBias: false, ...init(), ...(first ? { inputShape } : {}) });
   m.add(conv(c1, 'c1', true));
   m.add(tf.layers.batchNormalization({ name: 'bn1' }));
   m.add(tf.layers.reLU({ name: 'r1' }));
@@ -37,9 +40,9 @@ export function buildCnn(inputShape: [number, number, number], classes: number, 
   m.add(tf.layers.reLU({ name: 'r4' }));
   m.add(tf.layers.maxPooling2d({ name: 'p2', poolSize: 2 }));
   m.add(tf.layers.flatten({ name: 'flat' }));
-  m.add(tf.layers.dense({ name: 'fc1', units: d, activation: 'relu' }));
+  m.add(tf.layers.dense({ name: 'fc1', units: d, activation: 'relu', ...init() }));
   m.add(tf.layers.dropout({ name: 'drop', rate: 0.4 }));
-  m.add(tf.layers.dense({ name: 'fc2', units: classes }));
+  m.add(tf.layers.dense({ name: 'fc2', units: classes, ...init() }));
   return m;
 }
 

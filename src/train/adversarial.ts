@@ -21,7 +21,7 @@ export interface PgdTrainingOptions {
   steps: number; // k
   stepSize?: number; // default 2.5 eps / k
   norm?: Norm; // default 'Linf'
-  seed?: number; // random starts
+  seed?: number; // recorded in the weights' meta; random starts come from the trainer's per-batch seed
 }
 
 /** The network's logits with batch-norm on batch statistics and dropout off. */
@@ -53,7 +53,6 @@ export function pgdTrainingExample(f: (x: Tensor4D) => Tensor2D, x0: Tensor4D, y
 /** The `adversary` of trainClassifier for PGD training; its fields are recorded in the weights' meta. */
 export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
   if (!(o.eps > 0) || !Number.isInteger(o.steps) || o.steps < 1) throw new RangeError(`adversarial training needs eps > 0 and steps >= 1, got eps ${o.eps}, steps ${o.steps}`);
-  const rng = mulberry32(o.seed ?? 1);
   const norm = o.norm ?? 'Linf';
   const stepSize = o.stepSize ?? (2.5 * o.eps) / o.steps;
   return {
@@ -63,7 +62,7 @@ export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
     steps: o.steps,
     stepSize,
     randomStart: true,
-    perturb: (x, y, model) => pgdTrainingExample(trainingLogits(model), x, y, { ...o, norm, stepSize }, rng),
+    perturb: (x, y, model, seed) => pgdTrainingExample(trainingLogits(model), x, y, { ...o, norm, stepSize }, mulberry32(seed)),
   };
 }
 

@@ -16,6 +16,8 @@ export interface TrainClassifierOptions {
   dataset: DatasetName;
   out: string; // weights path without suffix
   checkpoint: string;
+  /** also checkpoint every this many steps inside an epoch (default 100; 0: only at epoch ends) */
+  checkpointEverySteps?: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -31,8 +33,11 @@ export interface TrainClassifierOptions {
 
 /** Makes a training batch adversarial. Its data fields (eps, steps, ...) are recorded in the saved weights' meta. */
 export interface BatchAdversary {
-  /** x [B,H,W,C] in [0,1], labels y [B] -> perturbed batch (the caller disposes it); `model` is the network being trained. */
-  perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential): Tensor4D;
+  /**
+   * x [B,H,W,C] in [0,1], labels y [B] -> perturbed batch (the caller disposes it); `model` is the network
+   * being trained; `seed`: this batch's random draws (from the trainer's per-epoch stream, so a resumed run repeats them).
+   */
+  perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential, seed: number): Tensor4D;
   [setting: string]: unknown;
 }
 
@@ -97,12 +102,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     kind: 'cnn-classifier', dataset: o.dataset, classNames: train.classNames, inputShape: train.shape,
     widths: o.widths ?? [32, 64, 256],
   };
-  const model = buildCnn(meta.inputShape, meta.classNames.length, meta.widths);
+  const model = buildCnn(meta.inputShape, meta.classNames.length, meta.widths, o.seed);
   const clf = new CnnClassifier(model, meta, 'training');
   const opt = tf.train.adam(o.lr);
   let epoch = 0;
   let step = 0;
   let best = -1;
+  let resumeAt = 0; // steps of the current epoch already done (a mid-epoch checkpoint)
+  const every = o.checkpointEverySteps ?? 100;
   if (checkpointExists(o.checkpoint)) {
     const ck = await loadCheckpoint(o.checkpoint, opt);
     assignWeights(model, ck.model);
@@ -110,7 +117,9 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     epoch = ck.state.epoch;
     step = ck.state.step;
     best = (ck.state.bestVal as number) ?? -1;
-    log(`resumed ${o.checkpoint} at epoch ${epoch} (best val ${best})`);
+    resumeAt = (ck.state.stepInEpoch as number | undefined) ?? 0;
+    step -= resumeAt; // the replayed steps below count themselves again
+    log(`resumed ${o.checkpoint} at epoch ${epoch + 1}${resumeAt ? `, step ${resumeAt} of it` : ''} (best val ${best})`);
   }
   const size = imageSize(train);
   const mirror = o.dataset !== 'mnist'; // a mirrored digit is not the same digit
@@ -118,6 +127,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
   const stepsPerEpoch = Math.min(Math.floor(train.count / o.batchSize), o.stepsPerEpoch ?? Infinity);
   const totalSteps = stepsPerEpoch * o.epochs;
   const vars = model.trainableWeights.map((v) => v.read() as tf.Variable);
+  const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
   for (; epoch < o.epochs; epoch++) {
     const rng = mulberry32(o.seed * 1000 + epoch);
     const order = permutation(train.count, o.seed * 7919 + epoch);
@@ -131,9 +141,13 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
         augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
         yb[i] = train.labels[j];
       }
-      (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));
       const noiseSeed = Math.floor(rng() * 2 ** 31);
-      const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model));
+      const advSeed = o.adversary ? Math.floor(rng() * 2 ** 31) : 0; // (plain training's stream is unchanged)
+      if (s < resumeAt) continue; // replay of a resumed epoch: same batches and random draws, no training
+      (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));
+      // dropout masks from (seed, step), not Math.random: a run, resumed or not, is reproducible
+      for (const d of dropouts) d.seed = (o.seed * 1_000_003 + step) >>> 0;
+      const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model, advSeed));
       const loss = opt.minimize(() => tf.tidy(() => {
         let x = adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]);
         if (o.noiseSigma) x = x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', noiseSeed));
@@ -149,7 +163,12 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
         loss.dispose();
       }
       bar.update(s + 1, `loss ${lossAvg.toFixed(3)}`);
+      if (every > 0 && (s + 1) % every === 0 && s + 1 < stepsPerEpoch) {
+        // mid-epoch checkpoint (adversarial epochs take hours): resume replays this epoch's stream to here
+        await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch, step: step + 1, stepInEpoch: s + 1, seed: o.seed, bestVal: best });
+      }
     }
+    resumeAt = 0;
     bar.done();
     recalibrateBatchNorm(model, train);
     const noisyPredict = (x: Tensor4D) => tf.tidy(() => clf.predict(o.noiseSigma ? (x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', 1)) as Tensor4D) : x));

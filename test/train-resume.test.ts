@@ -1,0 +1,53 @@
+/**
+ * Classifier training checkpoints inside an epoch (adversarial epochs take hours on 2 cores) and a
+ * resumed run ends with exactly the weights of an uninterrupted one.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tf } from '../src/backend/index.js';
+import { trainClassifier, type BatchAdversary, type TrainClassifierOptions } from '../src/train/classifier.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'advpurify-train-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** An adversary that only shifts the batch by a seed-dependent constant (so its seed matters), and can fail at a given call. */
+function adversary(failAtCall?: number): BatchAdversary & { calls: number; seeds: number[] } {
+  const a = {
+    method: 'test-shift',
+    calls: 0,
+    seeds: [] as number[],
+    perturb(x: tf.Tensor4D, _y: tf.Tensor1D, _m: tf.Sequential, seed: number): tf.Tensor4D {
+      a.calls++;
+      if (a.calls === failAtCall) throw new Error('simulated crash');
+      a.seeds.push(seed);
+      return tf.tidy(() => x.add((seed % 1000) / 1e5).clipByValue(0, 1) as tf.Tensor4D);
+    },
+  };
+  return a;
+}
+
+const opts = (name: string, adv: BatchAdversary): TrainClassifierOptions => ({
+  dataset: 'fashion-mnist', out: join(dir, `${name}-weights`), checkpoint: join(dir, `${name}.ckpt`),
+  epochs: 1, stepsPerEpoch: 6, checkpointEverySteps: 2, batchSize: 8, lr: 1e-3, seed: 3, widths: [4, 8, 16], adversary: adv, log: () => {},
+});
+
+describe('classifier training resume', () => {
+  it('a run that crashes mid-epoch resumes from its last step checkpoint and ends with the uninterrupted weights', async () => {
+    const straight = adversary();
+    await trainClassifier(opts('straight', straight));
+
+    const crashing = adversary(6); // after the checkpoint at step 4, during step 6
+    await expect(trainClassifier(opts('resumed', crashing))).rejects.toThrow('simulated crash');
+    const resumed = adversary();
+    await trainClassifier(opts('resumed', resumed));
+
+    expect(resumed.seeds).toEqual(straight.seeds.slice(4)); // steps 5-6 again, with the same random draws
+    expect(crashing.seeds).toEqual(straight.seeds.slice(0, 5));
+    const a = readFileSync(join(dir, 'straight-weights.bin'));
+    const b = readFileSync(join(dir, 'resumed-weights.bin'));
+    expect(b.length).toBeGreaterThan(0);
+    expect(b.equals(a)).toBe(true);
+  }, 120_000);
+});
