@@ -12,6 +12,7 @@ import { loadWeights, toHalf, fromHalf } from '../src/models/weights.js';
 import { statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelsDir } from '../src/models/paths.js';
+import { unetForward } from '../src/models/unet.js';
 
 describe('shipped models', () => {
   let clf: CnnClassifier;
@@ -45,6 +46,31 @@ describe('shipped models', () => {
     expect(tf.memory().numTensors).toBe(before);
     expect(acc).toBeGreaterThanOrEqual(0.87);
   }, 900_000);
+
+  it('U-Net under a gradient tape (plain conv + bias, lazy gradients) equals the fused inference path; its input gradient matches finite differences', () => {
+    const before = tf.memory().numTensors;
+    const { params, meta } = purifier.model;
+    const x = tf.tidy(() => tf.tensor4d(take(fixture, 2).images, [2, 28, 28, 1]).mul(2).sub(1) as tf.Tensor4D);
+    const t = tf.tensor1d([100, 400]);
+    const w = tf.randomNormal([2, 28, 28, 1], 0, 1, 'float32', 5);
+    const f = (v: tf.Tensor) => unetForward(params, meta.unet, v as tf.Tensor4D, t).mul(w).sum();
+    const fused = tf.tidy(() => unetForward(params, meta.unet, x, t));
+    let taped!: tf.Tensor;
+    const g = tf.grad((v: tf.Tensor) => {
+      taped = tf.keep(unetForward(params, meta.unet, v as tf.Tensor4D, t));
+      return taped.mul(w).sum();
+    })(x);
+    expect(tf.engine().isTapeOn()).toBe(false);
+    expect(tf.tidy(() => tf.max(tf.abs(taped.sub(fused))).dataSync()[0])).toBeLessThan(1e-4);
+    // central differences along a random direction: <g, d> = (f(x + h d) - f(x - h d)) / 2h
+    const d = tf.randomNormal([2, 28, 28, 1], 0, 1, 'float32', 6);
+    const h = 1e-2;
+    const fd = tf.tidy(() => (f(x.add(d.mul(h))).dataSync()[0] - f(x.sub(d.mul(h))).dataSync()[0]) / (2 * h));
+    const an = tf.tidy(() => g.mul(d).sum().dataSync()[0]);
+    expect(Math.abs(an - fd)).toBeLessThan(0.02 * Math.abs(fd) + 1e-2);
+    tf.dispose([x, t, w, fused, taped, g, d]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 
   it('classifier logits are differentiable with respect to the input', () => {
     const x = tf.tensor4d(take(fixture, 2).images, [2, 28, 28, 1]);
