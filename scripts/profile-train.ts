@@ -52,7 +52,7 @@ async function prof(name: string, f: () => void) {
   if (process.env.SHAPES) {
     const shapes = new Map<string, { ms: number; n: number }>();
     for (const k of info.kernels) {
-      if (!/Conv2D/.test(k.name) || k.name.endsWith('__op')) continue;
+      if (!new RegExp(process.env.SHAPES === "1" ? "Conv2D" : process.env.SHAPES!).test(k.name) || k.name.endsWith("__op")) continue;
       const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
       const r = shapes.get(key) ?? { ms: 0, n: 0 };
       r.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0; r.n++;

@@ -146,4 +146,10 @@ export async function runPerfBench(): Promise<void> {
   line(`| certification, dds base (sigma 0.5) | ${ddsRate.toFixed(0)} noise samples/s (${(ddsRate / noisyRate).toFixed(2)}x noisy) | >= 0.4x |`);
   line(`| oneshot batch 64, 1 worker thread | ${one.toFixed(1)} images/s | |`);
   line(`| oneshot batch 64, 2 worker threads | ${two.toFixed(1)} images/s (${(two / one).toFixed(2)}x) | >= 1.8x |`);
+
+  // attack cost, so a robustness run can be budgeted (`advpurify bench robustness --report-cost` for other settings)
+  const { attackCost, renderCost } = await import('../../attacks/bench/cost.js');
+  const cost = await attackCost({ dataset: 'fashion-mnist', preset: 'standard', defenses: ['none', 'median', 'oneshot', 'diffpure'] });
+  line('');
+  for (const l of renderCost(cost).trimEnd().split('\n')) line(l);
 }
