@@ -44,3 +44,24 @@ export function restoreNetAndEma(model: Record<string, tf.Tensor>, vars: Record<
   }
   tf.dispose(Object.values(model));
 }
+
+/** Gradients scaled so that their global L2 norm is at most `max` (tensors in the caller's tidy). */
+export function clipByGlobalNorm(grads: Record<string, tf.Tensor>, max = 1): Record<string, tf.Tensor> {
+  const norm = tf.sqrt(tf.addN(Object.values(grads).map((x) => x.square().sum())));
+  const scale = tf.minimum(1, tf.div(max, norm.add(1e-6)));
+  return Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, v.mul(scale)]));
+}
+
+/**
+ * One EMA step after optimizer step `step` (1-based): ema <- d ema + (1 - d) vars, with the warm-up
+ * d = min(decay, (1 + step) / (10 + step)). Frees the old EMA tensors and returns the new ones.
+ */
+export function emaUpdate(ema: Record<string, tf.Tensor>, vars: Record<string, tf.Variable>, step: number, decay: number): Record<string, tf.Tensor> {
+  const d = Math.min(decay, (1 + step) / (10 + step));
+  const next: Record<string, tf.Tensor> = {};
+  tf.tidy(() => {
+    for (const [k, v] of Object.entries(vars)) next[k] = tf.keep(ema[k].mul(d).add(v.mul(1 - d)));
+  });
+  tf.dispose(Object.values(ema));
+  return next;
+}

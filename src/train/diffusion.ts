@@ -15,7 +15,7 @@ import { saveDiffusion, type DiffusionMeta } from '../models/diffusion-model.js'
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { augmentInto } from './augment.js';
-import { checkpointExists, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
+import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 export interface TrainDiffusionOptions {
   dataset: DatasetName;
@@ -95,22 +95,11 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
         () => diffusion.loss((xt, t) => unetForward(vars, cfg, xt, t), x0, tb, noise),
         Object.values(vars),
       );
-      // clip by global norm 1.0
-      const gnorm = tf.sqrt(tf.addN(Object.values(grads).map((g) => g.square().sum())));
-      const scale = tf.minimum(1, tf.div(1, gnorm.add(1e-6)));
-      const clipped: Record<string, tf.Tensor> = {};
-      for (const [k, g] of Object.entries(grads)) clipped[k] = g.mul(scale);
-      opt.applyGradients(clipped as unknown as Parameters<typeof opt.applyGradients>[0]);
+      opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
       return value;
     });
     step++;
-    const d = Math.min(decay, (1 + step) / (10 + step));
-    const next: Params = {};
-    tf.tidy(() => {
-      for (const [k, v] of Object.entries(vars)) next[k] = tf.keep(ema[k].mul(d).add(v.mul(1 - d)));
-    });
-    tf.dispose(Object.values(ema));
-    ema = next;
+    ema = emaUpdate(ema, vars, step, decay);
     if (step % 10 === 0 || step === o.steps) {
       const l = lossT.dataSync()[0];
       lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;

@@ -37,7 +37,7 @@ import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { augmentInto } from './augment.js';
-import { checkpointExists, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
+import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 /** How a batch is made (see the header); every field has a default. */
 export interface RestoreBatchOptions {
@@ -157,12 +157,6 @@ export function levelLoss(level: (yModel: Tensor4D) => Tensor1D, b: RestoreBatch
   });
 }
 
-function clipByGlobalNorm(grads: Record<string, tf.Tensor>, max = 1): Record<string, tf.Tensor> {
-  const g = Object.values(grads);
-  const scale = tf.minimum(1, tf.div(max, tf.sqrt(tf.addN(g.map((x) => x.square().sum()))).add(1e-6)));
-  return Object.fromEntries(Object.entries(grads).map(([k, v]) => [k, v.mul(scale)]));
-}
-
 /** A fixed degraded sample of the validation split: clean x0 and degraded y, pixel scale. */
 async function validationSet(val: Dataset, count: number, seed: number, o: RestoreBatchOptions): Promise<{ x0: Tensor4D; y: Tensor4D }> {
   const ds = subset(val, Array.from(permutation(val.count, seed).subarray(0, Math.min(count, val.count))));
@@ -275,13 +269,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
       return [u.value, l.value];
     });
     step++;
-    const dk = Math.min(decay, (1 + step) / (10 + step));
-    const next: Params = {};
-    tf.tidy(() => {
-      for (const [k, v] of Object.entries(vars)) next[k] = tf.keep(ema[k].mul(dk).add(v.mul(1 - dk)));
-    });
-    tf.dispose(Object.values(ema));
-    ema = next;
+    ema = emaUpdate(ema, vars, step, decay);
     if (step % 10 === 0 || step === o.steps || step - startStep <= 10) {
       const [a, b] = [lossU.dataSync()[0], lossL.dataSync()[0]];
       lossAvg = Number.isNaN(lossAvg) ? a : 0.95 * lossAvg + 0.05 * a;
