@@ -73,13 +73,13 @@ describe('endpoints', () => {
     expect(await r.json()).toMatchObject({ ready: true, readyWorkers: 1, model: 'fashion-mnist', classifier: 'fashion-mnist' });
   });
 
-  it('POST /v1/purify with the default options (diffpure) returns a 28x28 PNG', async () => {
+  it('POST /v1/purify with the default options (diffpure) returns a 28x28 grayscale PNG', async () => {
     const r = await raw('/v1/purify', png);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('image/png');
     expect(r.headers.get('x-purify-mode')).toBe('diffpure');
     const meta = await sharp(Buffer.from(await r.arrayBuffer())).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', 28, 28]);
+    expect([meta.format, meta.width, meta.height, meta.channels]).toEqual(['png', 28, 28, 1]); // the model's one channel, not RGB
   });
 
   it('accepts multipart, raw and JSON (base64 and data: URL) uploads', async () => {

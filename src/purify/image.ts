@@ -82,6 +82,8 @@ export async function encodePng(x: tf.Tensor, size?: { width: number; height: nu
   for (let i = 0; i < vals.length; i++) bytes[i] = Math.max(0, Math.min(255, Math.round(vals[i] * 255)));
   let img = sharp(bytes, { raw: { width: w, height: h, channels: c as 1 | 3 } });
   if (size && (size.width !== w || size.height !== h)) img = img.resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' });
+  // sharp would write raw 1-channel data as a 3-channel PNG unless told it is grayscale
+  if (c === 1) img = img.toColourspace('b-w');
   return img.png().toBuffer();
 }
 
