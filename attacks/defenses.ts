@@ -21,8 +21,14 @@ import { createPurifier, loadClassifier, resolveOptions, type PurifyOptions } fr
 import type { LogitsFn } from '../src/types.js';
 import type { Defense, DefenseGradient } from './eot.js';
 
-export const DEFENSE_NAMES = ['none', 'jpeg', 'bitdepth', 'median', 'diffpure', 'oneshot', 'diffpure-bpda', 'oneshot-bpda', 'adv'] as const;
+export const DEFENSE_NAMES = ['none', 'jpeg', 'bitdepth', 'median', 'diffpure', 'oneshot', 'restore', 'diffpure-bpda', 'oneshot-bpda', 'restore-bpda', 'adv'] as const;
 export type DefenseName = (typeof DEFENSE_NAMES)[number];
+
+/** The purify() mode behind a purification defence (diffpure, oneshot, restore, and their -bpda forms); undefined for the others. */
+export function purifierMode(name: DefenseName): 'diffpure' | 'oneshot' | 'restore' | undefined {
+  const base = name.replace(/-bpda$/, '');
+  return base === 'diffpure' || base === 'oneshot' || base === 'restore' ? base : undefined;
+}
 
 /** A defence ready to attack: preprocessing, the classifier behind it, and how gradients cross it. */
 export interface DefenseSetup {
@@ -131,8 +137,10 @@ export function jpegDefense(quality = 75): Defense {
 }
 
 /** A purifier as a Defense: forward(x, seed) = purify(x, { seed }); pure tf ops, differentiable end to end. */
-export function purifierDefense(p: { purify(x: Tensor4D, o?: { seed?: number }): Tensor4D }): Defense {
-  return { randomized: true, forward: (x, seed) => p.purify(x, { seed }) };
+export function purifierDefense(p: { purify(x: Tensor4D, o?: { seed?: number }): Tensor4D; options?: { mode?: string; restorer?: string } }): Defense {
+  // every mode draws noise except cold-diffusion restoration, which is deterministic
+  const randomized = !(p.options?.mode === 'restore' && p.options.restorer === 'cold');
+  return { randomized, forward: (x, seed) => p.purify(x, { seed }) };
 }
 
 /** Parse a spec `name[:param]` ('jpeg:50', 'bitdepth:1', 'diffpure', 'adv', ...). */
@@ -154,8 +162,11 @@ export function describeDefense(spec: string, purify: PurifyOptions = {}): strin
   if (name === 'jpeg') return `BPDA (identity backward) through real JPEG q=${param ?? 75}`;
   if (name === 'bitdepth') return `BPDA (identity backward) through ${param ?? 3}-bit squeezing`;
   if (name === 'median') return 'exact sub-gradient of the 3x3 median';
-  const o = resolveOptions({ ...purify, mode: name.startsWith('diffpure') ? 'diffpure' : 'oneshot' });
-  const what = o.mode === 'diffpure' ? `diffpure t*=${o.tStar} steps=${o.steps} ${o.sampler}` : `oneshot ${o.sigma !== undefined ? `sigma=${o.sigma}` : `t=${o.tStar}`}`;
+  const o = resolveOptions({ ...purify, mode: purifierMode(name) });
+  const what =
+    o.mode === 'diffpure' ? `diffpure t*=${o.tStar} steps=${o.steps} ${o.sampler}`
+    : o.mode === 'restore' ? `restore (${o.restorer}; the level net's choice of t is piecewise constant, held fixed)`
+    : `oneshot ${o.sigma !== undefined ? `sigma=${o.sigma}` : `t=${o.tStar}`}`;
   return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}, EOT` : `full gradient through every step of ${what}, EOT`;
 }
 
@@ -178,7 +189,6 @@ export async function loadDefense(spec: string, ctx: DefenseContext): Promise<De
   if (name === 'jpeg') return { defense: jpegDefense(param), classifier, gradient: 'full' };
   if (name === 'bitdepth') return { defense: bitDepth(param), classifier, gradient: 'full' };
   if (name === 'median') return { defense: medianFilter, classifier, gradient: 'full' };
-  const mode = name.startsWith('diffpure') ? 'diffpure' : 'oneshot';
-  const p = await createPurifier({ ...ctx.purify, model: ctx.dataset, mode, seed: undefined, validate: false });
+  const p = await createPurifier({ ...ctx.purify, model: ctx.dataset, mode: purifierMode(name), seed: undefined, validate: false });
   return { defense: purifierDefense(p), classifier, gradient: name.endsWith('-bpda') ? 'bpda' : 'full' };
 }

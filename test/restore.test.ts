@@ -19,6 +19,8 @@ import { createPurifier, PurifyError, Purifier, loadDiffusionModel } from '../sr
 import { parseJsonOptions } from '../src/middleware/schemas.js';
 import { restoreBatch, trainRestore, unetLoss } from '../src/train/restore.js';
 import { mulberry32 } from '../src/util/rng.js';
+import { adaptive } from '../attacks/index.js';
+import { describeDefense, parseDefense, purifierDefense, purifierMode } from '../attacks/defenses.js';
 
 const fixture = loadFixture();
 const d = new GaussianDiffusion(1000);
@@ -158,6 +160,28 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
     expect(Number.isFinite(g.abs().sum().dataSync()[0])).toBe(true);
     tf.dispose([x, y, noisy, g]);
   });
+
+  it("the attack suite's restore defences: x0 is randomized (EOT), cold deterministic, full gradients finite", async () => {
+    expect(parseDefense('restore').name).toBe('restore');
+    expect(purifierMode(parseDefense('restore-bpda').name)).toBe('restore');
+    expect(describeDefense('restore')).toMatch(/full gradient .*restore \(x0/);
+    expect(describeDefense('restore-bpda', { restorer: 'cold' })).toMatch(/BPDA .*restore \(cold/);
+    const model = join(dir, 'a', 'restore');
+    const x0 = purifierDefense(await createPurifier({ model, mode: 'restore', tStar: 20, steps: 2 }));
+    const cold = purifierDefense(await createPurifier({ model, mode: 'restore', restorer: 'cold', steps: 2 }));
+    expect([x0.randomized, cold.randomized]).toEqual([true, false]);
+    const { x, y } = batch(fixture, [10, 11]);
+    const before = tf.memory().numTensors;
+    const clf = (v: Tensor4D) => tf.tidy(() => v.reshape([2, 784]).slice([0, 0], [2, 10]).mul(5) as tf.Tensor2D); // any differentiable logits
+    for (const d of [x0, cold]) {
+      const r = adaptive(d, clf, { eot: 2, seed: 1 }).lossGrad(x, y, 'ce');
+      const s = tf.tidy(() => r.grad.abs().sum().dataSync()[0]);
+      expect(Number.isFinite(s) && s > 0).toBe(true);
+      tf.dispose([r.loss, r.grad, r.logits]);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, y]);
+  }, SLOW);
 
   it("mode 'restore' without restoration weights, or with a bad restorer: typed errors", async () => {
     const codeOf = async (f: () => unknown) => {

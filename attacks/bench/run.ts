@@ -18,7 +18,7 @@ import { modelsDir } from '../../src/models/paths.js';
 import type { PurifyOptions } from '../../src/purify/index.js';
 import { Progress } from '../../src/util/progress.js';
 import type { Norm } from '../common.js';
-import { describeDefense, parseDefense, type DefenseSetup } from '../defenses.js';
+import { describeDefense, parseDefense, purifierMode, type DefenseSetup } from '../defenses.js';
 import { PRESETS, defaultAttacks, type AttackName, type AttackSettings, type PresetName } from './config.js';
 import type { ImageRow } from './evaluate.js';
 import { LOG_FORMAT, appendRows, logPath, openLog, rowKey, type LogHeader } from './log.js';
@@ -60,7 +60,8 @@ export interface RobustnessResult {
 /** Short content hashes of the weights a defence uses: a log is never continued with other models. */
 function modelFingerprint(dataset: string, defense: string): Record<string, string> {
   const { name } = parseDefense(defense);
-  const files = [name === 'adv' ? 'classifier-adv' : 'classifier', ...(name.startsWith('diffpure') || name.startsWith('oneshot') ? ['diffusion'] : [])];
+  const mode = purifierMode(name);
+  const files = [name === 'adv' ? 'classifier-adv' : 'classifier', ...(mode === 'restore' ? ['restore'] : mode ? ['diffusion'] : [])];
   const out: Record<string, string> = {};
   for (const f of files) {
     const path = join(modelsDir(), dataset, `${f}.bin`);
@@ -71,7 +72,7 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
 
 function headerFor(spec: RunSpec, defense: string): LogHeader {
   const { name } = parseDefense(defense);
-  const purifier = name.startsWith('diffpure') || name.startsWith('oneshot');
+  const purifier = purifierMode(name) !== undefined;
   return {
     format: LOG_FORMAT,
     defense,
