@@ -90,9 +90,15 @@ export function perExampleLoss(name: LossName, logits: Tensor2D, y: Tensor1D): T
   });
 }
 
-/** Gradient oracle by tf autodiff of sum_i loss_i(f(x)) (examples independent, so row i is d loss_i / d x_i). */
-export function autodiffLossGrad(f: LogitsFn): LossGrad {
-  return (x, y, loss) => {
+/**
+ * Gradient oracle by tf autodiff of sum_i loss_i(f(x)) (examples independent, so row i is d loss_i / d x_i).
+ * `maxBatch`: differentiate at most this many images at a time (the tape of a full gradient through a
+ * purifier holds every reverse step's activations, and the wasm heap has 4 GB: batch 80 through
+ * diffpure aborted the wasm module). Exact for deterministic f; a randomized f called with one seed
+ * per call replays that seed for each chunk, which gives each image a valid draw all the same.
+ */
+export function autodiffLossGrad(f: LogitsFn, maxBatch = Infinity): LossGrad {
+  const whole: LossGrad = (x, y, loss) => {
     let kept: Tensor2D | undefined;
     const { value, grad } = tf.valueAndGrad((xv: Tensor4D) => {
       const z = f(xv);
@@ -104,6 +110,25 @@ export function autodiffLossGrad(f: LogitsFn): LossGrad {
     const logits = kept!.clone();
     kept!.dispose();
     return { loss: perExampleLoss(loss, logits, y), grad: grad as Tensor4D, logits };
+  };
+  return (x, y, loss) => {
+    const n = x.shape[0];
+    if (n <= maxBatch) return whole(x, y, loss);
+    const parts: ReturnType<LossGrad>[] = [];
+    for (let s = 0; s < n; s += maxBatch) {
+      const k = Math.min(maxBatch, n - s);
+      const xs = tf.slice(x, [s, 0, 0, 0], [k, -1, -1, -1]);
+      const ys = tf.slice(y, [s], [k]);
+      parts.push(whole(xs, ys, loss));
+      tf.dispose([xs, ys]);
+    }
+    const out = {
+      loss: tf.concat(parts.map((p) => p.loss)) as Tensor1D,
+      grad: tf.concat(parts.map((p) => p.grad)) as Tensor4D,
+      logits: tf.concat(parts.map((p) => p.logits)) as Tensor2D,
+    };
+    tf.dispose(parts.flatMap((p) => [p.loss, p.grad, p.logits]));
+    return out;
   };
 }
 

@@ -10,6 +10,9 @@ import { tf, type Tensor1D, type Tensor2D, type Tensor4D } from '../src/backend/
 import type { LogitsFn } from '../src/types.js';
 import { mulberry32 } from '../src/util/rng.js';
 import { autodiffLossGrad, nextSeed } from './common.js';
+
+/** Images per tape when differentiating through a purifier (see autodiffLossGrad). */
+export const MAX_GRAD_BATCH = 16;
 import type { AttackModel, LossGrad, LossName } from './common.js';
 
 /** A purifier: images in [0,1] -> purified images in [0,1], as differentiable tf ops. */
@@ -57,7 +60,7 @@ export function adaptive(defense: Defense, classifier: LogitsFn, opts: AdaptiveO
     opts.gradient === 'bpda' ? bpda(defense, seed) : (x) => defense.forward(x, seed);
   const oneDraw = (): LossGrad => {
     const purify = through(nextSeed(rng));
-    return autodiffLossGrad((x) => classifier(purify(x)));
+    return autodiffLossGrad((x) => classifier(purify(x)), MAX_GRAD_BATCH);
   };
   const lossGrad: LossGrad = (x: Tensor4D, y: Tensor1D, loss: LossName) => {
     if (k === 1) return oneDraw()(x, y, loss);

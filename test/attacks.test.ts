@@ -256,6 +256,24 @@ describe('adaptive attacks on purifier + classifier', () => {
     tf.dispose([plain.xAdv, viaEot.xAdv]);
   });
 
+  it('a gradient oracle that differentiates in chunks (memory bound for purifiers) equals the whole-batch one', () => {
+    const xs = tf.tidy(() => x.slice([0, 0, 0, 0], [7, -1, -1, -1]) as Tensor4D);
+    const ys = tf.tidy(() => y.slice([0], [7]) as Tensor1D);
+    const before = tf.memory().numTensors;
+    const f = (v: Tensor4D) => net(blur.forward(v));
+    const whole = autodiffLossGrad(f)(xs, ys, 'ce');
+    const chunked = autodiffLossGrad(f, 3)(xs, ys, 'ce'); // 3 + 3 + 1
+    for (const k of ['loss', 'grad', 'logits'] as const) {
+      expect(chunked[k].shape).toEqual(whole[k].shape);
+      const a = whole[k].dataSync();
+      const b = chunked[k].dataSync();
+      expect(Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])))).toBeLessThanOrEqual(1e-6 * Math.max(1, ...Array.from(a, Math.abs)));
+    }
+    tf.dispose([whole.loss, whole.grad, whole.logits, chunked.loss, chunked.grad, chunked.logits]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([xs, ys]);
+  });
+
   it('BPDA gradient equals the classifier gradient at the purified point (and differs from the full gradient)', () => {
     const before = tf.memory().numTensors;
     const xs = tf.tidy(() => x.slice([0, 0, 0, 0], [8, -1, -1, -1]) as Tensor4D);
