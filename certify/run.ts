@@ -138,6 +138,18 @@ function openLog(path: string): LogRow[] {
   return rows;
 }
 
+/**
+ * The run seed: the given one, else the one an earlier run in `outDir` recorded (a resumed run keeps
+ * drawing from the same stream), else a fresh one from the OS CSPRNG. Recorded in `outDir/seed.json`.
+ */
+function runSeed(outDir: string, given?: number): number {
+  const path = join(outDir, 'seed.json');
+  const recorded = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { seed?: unknown }).seed : undefined;
+  const seed = given ?? (typeof recorded === 'number' && Number.isInteger(recorded) ? recorded : cryptoSeed());
+  if (seed !== recorded) writeFileSync(path, `${JSON.stringify({ seed })}\n`);
+  return seed;
+}
+
 /** CERTIFY settings shared by every image of a run. */
 export interface CertifySettings {
   n0: number;
@@ -226,7 +238,7 @@ export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult
   // missing weights fail here, before any image is certified
   for (const b of Object.values(o.bases)) if (isBaseSpec(b)) for (const sigma of o.sigmas) baseModels(b, sigma);
   mkdirSync(o.outDir, { recursive: true });
-  const seed = o.seed ?? cryptoSeed();
+  const seed = runSeed(o.outDir, o.seed);
   const indices = planIndices(o.dataset.count, o);
   indices.forEach((i) => checkIndex(o.dataset, i));
   const radii = o.radii ?? DEFAULT_RADII;

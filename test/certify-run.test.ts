@@ -12,7 +12,7 @@ import { type Dataset, loadFixture } from '../src/data/index.js';
 import { modelsDir } from '../src/models/paths.js';
 import type { BaseClassifier } from '../certify/core.js';
 import { baseModels } from '../certify/load.js';
-import { type CertifyProgress, type LogRow, certifyImages, logPath, planIndices, readLog, runCertify } from '../certify/run.js';
+import { type CertifyProgress, type LogRow, certifyImages, imageSeed, logPath, planIndices, readLog, runCertify } from '../certify/run.js';
 import { maxCertifiableRadius } from '../certify/core.js';
 
 beforeAll(async () => {
@@ -94,6 +94,21 @@ describe('certify harness', () => {
     const b = await certifyImages({ ...opts, indices: [3, 2], log: join(tmp(), 'b.tsv') });
     const strip = (r: (typeof a)[number]) => ({ ...r, seconds: 0 });
     expect(b.map(strip)).toEqual([a[3], a[2]].map(strip));
+  });
+
+  it('a run without --seed records its CSPRNG seed and a resumed run keeps it', async () => {
+    const dir = tmp();
+    const { seed: _fixed, ...unseeded } = common;
+    const bases = { thr: () => thresholdBase({ n: 0 }) };
+    const first = await runCertify({ ...unseeded, bases, sigmas: [0.25], count: 2, outDir: dir });
+    const resumed = await runCertify({ ...unseeded, bases, sigmas: [0.25], count: 4, outDir: dir });
+    expect(resumed.report.seed).toBe(first.report.seed);
+    expect(JSON.parse(readFileSync(join(dir, 'seed.json'), 'utf8')).seed).toBe(first.report.seed);
+    const rows = readLog(logPath(dir, 'thr', 0.25));
+    expect(rows.map((r) => r.seed)).toEqual(rows.map((r) => imageSeed(first.report.seed, 'thr', 0.25, r.index)));
+    const other = tmp();
+    const fresh = await runCertify({ ...unseeded, bases, sigmas: [0.25], count: 2, outDir: other });
+    expect(fresh.report.seed).not.toBe(first.report.seed); // 32 random bits each
   });
 
   it('recovers a log cut mid-row', async () => {
