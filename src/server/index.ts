@@ -94,6 +94,12 @@ export interface RunningServer extends PurifyServer {
   server: Server;
 }
 
+/** The client's X-Request-Id when it is a sane token, else a fresh UUID. */
+function requestId(req: IncomingMessage): string {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && /^[\w.-]{1,128}$/.test(h) ? h : randomUUID();
+}
+
 /** Build the Express app and its worker pool (not listening). */
 export function createApp(o: ServerOptions = {}): PurifyServer {
   const logger = o.logger === false ? pino({ level: 'silent' }) : (o.logger ?? pino({ level: process.env.LOG_LEVEL ?? 'info', base: { service: 'advpurify' } }));
@@ -106,7 +112,7 @@ export function createApp(o: ServerOptions = {}): PurifyServer {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use((req, res, next) => {
-    const id = typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID();
+    const id = requestId(req);
     res.set('X-Request-Id', id);
     const t0 = process.hrtime.bigint();
     res.once('finish', () => {
@@ -189,7 +195,7 @@ export function createApp(o: ServerOptions = {}): PurifyServer {
             ? overloaded('QUEUE_FULL', 'the purification queue is full; retry later', pool.retryAfterS())
             : undefined;
         if (e) {
-          const id = typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID();
+          const id = requestId(req);
           const body = JSON.stringify(e.body);
           res.writeHead(503, { ...e.headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Request-Id': id, ...(closeOnShed ? { Connection: 'close' } : {}) });
           res.end(body);
