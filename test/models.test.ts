@@ -12,7 +12,7 @@ import { loadWeights, toHalf, fromHalf } from '../src/models/weights.js';
 import { statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelsDir } from '../src/models/paths.js';
-import { unetForward } from '../src/models/unet.js';
+import { groupNorm, groupNormAutodiff, unetForward } from '../src/models/unet.js';
 
 describe('shipped models', () => {
   let clf: CnnClassifier;
@@ -77,6 +77,30 @@ describe('shipped models', () => {
     const g = tf.grad((v: tf.Tensor) => clf.predict(v as tf.Tensor4D).max())(x);
     expect(g.abs().sum().dataSync()[0]).toBeGreaterThan(0);
     tf.dispose([x, g]);
+  });
+});
+
+describe('group norm', () => {
+  it('the hand-written gradient matches autodiff of the forward (x, gain, bias), and leaks nothing', () => {
+    const before = tf.memory().numTensors;
+    for (const [shape, groups] of [[[3, 5, 4, 8], 4], [[2, 7, 7, 16], 8], [[1, 3, 3, 4], 1]] as [[number, number, number, number], number][]) {
+      const c = shape[3];
+      const x = tf.randomNormal(shape, 0.3, 1.5, 'float32', 1) as tf.Tensor4D;
+      const g = tf.randomNormal([c], 1, 0.3, 'float32', 2);
+      const b = tf.randomNormal([c], 0, 0.3, 'float32', 3);
+      const w = tf.randomNormal(shape, 0, 1, 'float32', 4);
+      const loss = (f: typeof groupNorm) => (a: tf.Tensor, p: tf.Tensor, q: tf.Tensor) => f(a as tf.Tensor4D, p, q, groups).mul(w).sum();
+      const want = tf.grads(loss(groupNormAutodiff))([x, g, b]);
+      const got = tf.grads(loss(groupNorm))([x, g, b]);
+      for (let i = 0; i < 3; i++) {
+        const err = tf.tidy(() => tf.max(tf.abs(got[i].sub(want[i]))).div(tf.max(tf.abs(want[i]))).dataSync()[0]);
+        expect(err, `gradient ${['x', 'gain', 'bias'][i]} for ${shape} / ${groups} groups`).toBeLessThan(1e-4);
+      }
+      const diff = tf.tidy(() => tf.max(tf.abs(groupNorm(x, g, b, groups).sub(groupNormAutodiff(x, g, b, groups)))).dataSync()[0]);
+      expect(diff).toBeLessThan(1e-6);
+      tf.dispose([x, g, b, w, ...want, ...got]);
+    }
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
 
