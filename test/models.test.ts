@@ -12,7 +12,7 @@ import { loadWeights, toHalf, fromHalf } from '../src/models/weights.js';
 import { statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelsDir } from '../src/models/paths.js';
-import { groupNorm, groupNormAutodiff, unetForward } from '../src/models/unet.js';
+import { groupNorm, groupNormAutodiff, silu, siluAutodiff, unetForward } from '../src/models/unet.js';
 
 describe('shipped models', () => {
   let clf: CnnClassifier;
@@ -100,6 +100,22 @@ describe('group norm', () => {
       expect(diff).toBeLessThan(1e-6);
       tf.dispose([x, g, b, w, ...want, ...got]);
     }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('SiLU', () => {
+  it('the written-out derivative matches autodiff', () => {
+    const before = tf.memory().numTensors;
+    const x = tf.randomNormal([2, 5, 5, 3], 0, 3, 'float32', 1);
+    const w = tf.randomNormal([2, 5, 5, 3], 0, 1, 'float32', 2);
+    const err = tf.tidy(() => {
+      const a = tf.grad((v: tf.Tensor) => silu(v).mul(w).sum())(x);
+      const b = tf.grad((v: tf.Tensor) => siluAutodiff(v).mul(w).sum())(x);
+      return tf.max(tf.abs(a.sub(b))).div(tf.max(tf.abs(b))).dataSync()[0];
+    });
+    expect(err).toBeLessThan(1e-5);
+    tf.dispose([x, w]);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
