@@ -15,7 +15,7 @@
  * degraded the way a training image was. Resumable: one TSV of per-chunk sums, appended after every
  * chunk; a rerun skips the chunks it holds and rewrites the report from the log.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { openTsvLog } from '../util/tsv-log.js';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../backend/index.js';

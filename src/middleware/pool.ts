@@ -13,7 +13,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BroadcastChannel } from 'node:worker_threads';
@@ -91,7 +90,6 @@ export function resolveModel(model = 'fashion-mnist', classifier?: string | fals
   if (classifier !== undefined) return { diffusion, classifier, classifierOptional: false };
   return { diffusion, classifier: implicit, classifierOptional: true };
 }
-
 
 /**
  * The worker file next to this one: worker.js when compiled, worker.ts (through tsx) from source.
