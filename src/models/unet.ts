@@ -59,9 +59,12 @@ export function initUNet(cfg: UNetConfig, seed: number): Params {
   return p;
 }
 
+/** x sigmoid(x) by autodiff: the inference path, and the reference for the written-out derivative. */
+export const siluAutodiff = (x: Tensor): Tensor => x.mul(x.sigmoid());
+
 /** x sigmoid(x); under a gradient tape with its derivative written out: dy (s + y (1 - s)), 4 ops instead of 6. */
 export function silu(x: Tensor): Tensor {
-  return tf.engine().isTapeOn() ? (siluWithGrad(x) as Tensor) : x.mul(x.sigmoid());
+  return tf.engine().isTapeOn() ? (siluWithGrad(x) as Tensor) : siluAutodiff(x);
 }
 
 const siluWithGrad = tf.customGrad((...args: unknown[]) => {
@@ -71,9 +74,6 @@ const siluWithGrad = tf.customGrad((...args: unknown[]) => {
   save([s, y]);
   return { value: y, gradFunc: (dy: Tensor, [sv, yv]: Tensor[]) => dy.mul(sv.add(yv.mul(tf.scalar(1).sub(sv)))) };
 });
-
-/** x sigmoid(x) by autodiff: the reference for the written-out derivative (tests, timing). */
-export const siluAutodiff = (x: Tensor): Tensor => x.mul(x.sigmoid());
 
 /** Group norm over [N,H,W,C] with per-channel affine (as a per-image, per-channel scale and shift). */
 export function groupNorm(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps = 1e-5): Tensor4D {
@@ -104,7 +104,17 @@ function groupNormForward(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps
  *   dL/dmu = -sum_{c in G} s_c A_c,  alpha = 2 dL/dvar / N_G,  beta = (dL/dmu - 2 mu dL/dvar) / N_G.
  * Checked against autodiff of the forward in test/models.test.ts.
  */
+const groupNormOps = new Map<string, ReturnType<typeof makeGroupNormWithGrad>>();
+
+/** The custom-gradient op for (groups, eps), built once (not per layer per step). */
 function groupNormWithGrad(groups: number, eps: number) {
+  const key = `${groups}/${eps}`;
+  let op = groupNormOps.get(key);
+  if (!op) groupNormOps.set(key, (op = makeGroupNormWithGrad(groups, eps)));
+  return op;
+}
+
+function makeGroupNormWithGrad(groups: number, eps: number) {
   return tf.customGrad((...args: unknown[]) => {
     const [x, g, b, save] = args as [Tensor4D, Tensor, Tensor, tf.GradSaveFunc];
     const f = groupNormForward(x, g, b, groups, eps);
