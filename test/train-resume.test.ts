@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf } from '../src/backend/index.js';
 import { trainClassifier, type BatchAdversary, type TrainClassifierOptions } from '../src/train/classifier.js';
+import { pgdAdversary } from '../src/train/adversarial.js';
+import { loadWeights } from '../src/models/weights.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,5 +52,37 @@ describe('classifier training resume', () => {
     const b = readFileSync(join(dir, 'resumed-weights.bin'));
     expect(b.length).toBeGreaterThan(0);
     expect(b.equals(a)).toBe(true);
+  }, 120_000);
+
+  it('--init starts from saved weights (adversarial fine-tuning) and refuses weights of another shape', async () => {
+    const base = { ...opts('init-base', adversary()), adversary: undefined };
+    await trainClassifier(base);
+    // lr ~0: Adam moves every weight by ~lr per step, so the result is the init up to float16 storage
+    await trainClassifier({ ...base, out: join(dir, 'init-ft-weights'), checkpoint: join(dir, 'init-ft.ckpt'), init: base.out, lr: 1e-12 });
+    await trainClassifier({ ...base, out: join(dir, 'init-rand-weights'), checkpoint: join(dir, 'init-rand.ckpt'), seed: 4, lr: 1e-12 });
+    const a = loadWeights(base.out).tensors;
+    const b = loadWeights(join(dir, 'init-ft-weights')).tensors;
+    const c = loadWeights(join(dir, 'init-rand-weights')).tensors;
+    const kernels = Object.keys(a).filter((k) => k.includes('kernel'));
+    expect(kernels.length).toBeGreaterThan(2);
+    for (const k of kernels) {
+      expect(tf.tidy(() => a[k].sub(b[k]).abs().max().dataSync()[0])).toBeLessThan(1e-3);
+      expect(tf.tidy(() => a[k].sub(c[k]).abs().max().dataSync()[0])).toBeGreaterThan(1e-2);
+    }
+    tf.dispose([...Object.values(a), ...Object.values(b), ...Object.values(c)]);
+    await expect(trainClassifier({ ...base, checkpoint: join(dir, 'init-bad.ckpt'), init: base.out, widths: [8, 8, 16] }))
+      .rejects.toThrow(/cannot start a mnist run of widths 8,8,16/);
+  }, 120_000);
+
+  it('adversarial training reports robust validation accuracy under its own attack and stores it with the weights', async () => {
+    const lines: string[] = [];
+    const o = { ...opts('robust-val', pgdAdversary({ eps: 0.3, steps: 2 })), robustValCount: 200, log: (l: string) => lines.push(l) };
+    await trainClassifier(o);
+    const line = lines.find((l) => l.startsWith('epoch 1:'))!;
+    expect(line).toMatch(/robust val acc [\d.]+% \(training attack, 200 images\)/);
+    const { meta, tensors } = loadWeights<{ valAcc: number; robustValAcc: number }>(o.out);
+    tf.dispose(Object.values(tensors));
+    expect(meta.robustValAcc).toBeGreaterThanOrEqual(0);
+    expect(meta.robustValAcc).toBeLessThan(meta.valAcc); // eps 0.3 PGD against a barely trained net
   }, 120_000);
 });

@@ -38,6 +38,7 @@ export const OPTIONS = {
   'adv-eps': { type: 'string' },
   'adv-steps': { type: 'string' },
   'steps-per-epoch': { type: 'string' },
+  'robust-val-count': { type: 'string' },
   norm: { type: 'string' },
   eps: { type: 'string' },
   defense: { type: 'string' },

@@ -112,6 +112,7 @@ const train: Command = async (pos, f) => {
       dataset, seed, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
+      init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'),
     });
     out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%`);
   } else if (what === 'diffusion') {

@@ -63,6 +63,7 @@ export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
     stepSize,
     randomStart: true,
     perturb: (x, y, model, seed) => pgdTrainingExample(trainingLogits(model), x, y, { ...o, norm, stepSize }, mulberry32(seed)),
+    attack: (f, x, y, seed) => pgdTrainingExample(f, x, y, { ...o, norm, stepSize }, mulberry32(seed)),
   };
 }
 

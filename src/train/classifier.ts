@@ -7,6 +7,7 @@
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
 import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, type ClassifierMeta } from '../models/classifier.js';
+import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { augmentInto } from './augment.js';
@@ -28,6 +29,13 @@ export interface TrainClassifierOptions {
   adversary?: BatchAdversary;
   /** Cap on optimizer steps per epoch (default: one pass over the training set); for smoke runs. */
   stepsPerEpoch?: number;
+  /**
+   * Start from these weights (a saved classifier, path without suffix) instead of a seeded random init,
+   * e.g. adversarial fine-tuning of the shipped standard classifier. Ignored when resuming a checkpoint.
+   */
+  init?: string;
+  /** With an adversary: validation images attacked each epoch for the robust accuracy that picks the saved epoch (default 1000). */
+  robustValCount?: number;
   log?: (line: string) => void;
 }
 
@@ -38,6 +46,11 @@ export interface BatchAdversary {
    * being trained; `seed`: this batch's random draws (from the trainer's per-epoch stream, so a resumed run repeats them).
    */
   perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential, seed: number): Tensor4D;
+  /**
+   * The same attack against an inference-mode classifier (logits function), for robust validation accuracy;
+   * without it adversarial training picks its epoch by clean validation accuracy.
+   */
+  attack?(f: (x: Tensor4D) => tf.Tensor2D, x: Tensor4D, y: Tensor1D, seed: number): Tensor4D;
   [setting: string]: unknown;
 }
 
@@ -94,6 +107,20 @@ export function recalibrateBatchNorm(model: tf.Sequential, ds: Dataset, n = 4096
   }
 }
 
+/** Accuracy on the first `count` images of `ds` after the adversary's attack on the inference-mode classifier. */
+export function robustAccuracy(clf: CnnClassifier, adversary: BatchAdversary, ds: Dataset, count: number, seed: number, batchSize = 125): number {
+  const n = Math.min(count, ds.count);
+  let correct = 0;
+  for (let s = 0; s < n; s += batchSize) {
+    const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
+    const { x, y } = batch(ds, idx);
+    const xa = adversary.attack!((v) => clf.predict(v), x as Tensor4D, y as Tensor1D, seed * 7_777 + s);
+    correct += tf.tidy(() => clf.predict(xa).argMax(-1).equal(y).sum().dataSync()[0]);
+    tf.dispose([x, y, xa]);
+  }
+  return correct / n;
+}
+
 export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valAcc: number }> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const train = loadDataset(o.dataset, 'train');
@@ -110,6 +137,18 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
   let best = -1;
   let resumeAt = 0; // steps of the current epoch already done (a mid-epoch checkpoint)
   const every = o.checkpointEverySteps ?? 100;
+  if (!checkpointExists(o.checkpoint) && o.init) {
+    const { meta: initMeta, tensors } = loadWeights<ClassifierMeta>(o.init);
+    try {
+      if (initMeta.kind !== 'cnn-classifier' || initMeta.dataset !== o.dataset || String(initMeta.widths) !== String(meta.widths)) {
+        throw new Error(`--init ${o.init}: a ${initMeta.dataset} classifier of widths ${initMeta.widths} cannot start a ${o.dataset} run of widths ${meta.widths}`);
+      }
+      assignWeights(model, tensors);
+    } finally {
+      tf.dispose(Object.values(tensors));
+    }
+    log(`initialised from ${o.init}`);
+  }
   if (checkpointExists(o.checkpoint)) {
     const ck = await loadCheckpoint(o.checkpoint, opt);
     assignWeights(model, ck.model);
@@ -173,10 +212,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
     recalibrateBatchNorm(model, train);
     const noisyPredict = (x: Tensor4D) => tf.tidy(() => clf.predict(o.noiseSigma ? (x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', 1)) as Tensor4D) : x));
     const valAcc = accuracy(noisyPredict, val);
-    log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}`);
-    if (valAcc > best) {
-      best = valAcc;
-      saveClassifier(o.out, clf, { valAcc, epoch: epoch + 1, trainedWith: { ...o, log: undefined } });
+    // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
+    const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
+    const score = robustVal ?? valAcc;
+    log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}` +
+      (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : ''));
+    if (score > best) {
+      best = score;
+      saveClassifier(o.out, clf, { valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), epoch: epoch + 1, trainedWith: { ...o, log: undefined } });
       log(`  saved ${o.out} (best val so far)`);
     }
     await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch: epoch + 1, step, seed: o.seed, bestVal: best });
