@@ -182,7 +182,7 @@ export async function loadDefense(spec: string, ctx: DefenseContext): Promise<De
   const { name, param } = parseDefense(spec);
   const clf = await loadClassifier(ctx.dataset, name === 'adv' ? 'classifier-adv' : 'classifier').catch((e: Error) => {
     if (name !== 'adv') throw e;
-    throw new Error(`defence adv needs models/${ctx.dataset}/classifier-adv: train it with \`advpurify train classifier --dataset ${ctx.dataset} --variant classifier-adv --adv-eps 0.1 --adv-steps 7\` (${e.message})`);
+    throw new Error(`defence adv needs models/${ctx.dataset}/classifier-adv: train it with \`advpurify train classifier --dataset ${ctx.dataset} --variant classifier-adv --init models/${ctx.dataset}/classifier --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7\` (${e.message})`);
   });
   const classifier: LogitsFn = (x) => clf.predict(x);
   if (name === 'none' || name === 'adv') return { defense: identity, classifier, gradient: 'full' };

@@ -105,7 +105,7 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
     const header = headerFor(spec, defense);
     const missing = Object.entries(header.config.models as Record<string, string>).filter(([, v]) => v === 'missing').map(([k]) => k);
     if (missing.length && !o.build) {
-      const hint = missing.includes('classifier-adv') ? ` (train it: advpurify train classifier --dataset ${o.dataset} --variant classifier-adv --adv-eps 0.1 --adv-steps 7)` : '';
+      const hint = missing.includes('classifier-adv') ? ` (train it: advpurify train classifier --dataset ${o.dataset} --variant classifier-adv --init models/${o.dataset}/classifier --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7)` : '';
       throw new Error(`defence ${defense} needs ${missing.map((m) => `${modelsDir()}/${o.dataset}/${m}.bin`).join(', ')}${hint}`);
     }
   }

@@ -5,7 +5,7 @@
  * output only. The outer loop is `trainClassifier` (Adam, cosine LR, augmentation, BN recalibration,
  * checkpoint/resume); this file supplies its `adversary`.
  *
- *   advpurify train classifier --dataset fashion-mnist --variant classifier-adv --adv-eps 0.1 --adv-steps 7
+ *   advpurify train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \n *     --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7   (adversarial fine-tuning of the standard classifier)
  *     -> models/fashion-mnist/classifier-adv.{json,bin}, checkpoint runs/fashion-mnist/classifier-adv.ckpt
  *
  * The attack runs the network as it is trained: batch-norm on batch statistics, dropout off (a
