@@ -249,6 +249,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   const bar = new Progress(o.steps - step, 'restore');
   const startStep = step;
   const xb = new Float32Array(B * size);
+  const mirror = o.dataset !== 'mnist'; // a mirrored digit is not the same digit (as in the other trainers)
   while (step < o.steps) {
     const epoch = Math.floor(step / perEpoch);
     const order = permutation(train.count, o.seed * 7919 + epoch);
@@ -256,7 +257,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
     const s = step % perEpoch;
     for (let i = 0; i < B; i++) {
       const j = order[(s * B + i) % train.count];
-      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, true);
+      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, mirror);
     }
     await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
     const batch = await restoreBatch(d, xb, [B, h, w, c], rng, o);
