@@ -1,7 +1,8 @@
 /**
  * Validation sweep for the purifier's defaults (`npm run sweep`): clean accuracy of the shipped
  * classifier after purification, on validation images carved from the training data (never the test set).
- * Usage: node --import tsx scripts/sweep.ts [count=500]
+ * Usage: node --import tsx scripts/sweep.ts [count=500] [t*,t*,...]
+ * With a list of t*, only diffpure at those t* (5 steps) is measured (the robustness tuning's candidates).
  */
 import { initBackend } from '../src/backend/index.js';
 import { loadDataset, take } from '../src/data/index.js';
@@ -12,10 +13,11 @@ const count = Number(process.argv[2] ?? 500);
 await initBackend();
 const val = take(loadDataset('fashion-mnist', 'val'), count);
 const clf = await loadClassifier('fashion-mnist');
-const configs: PurifyOptions[] = [
+const only = process.argv[3]?.split(',').map(Number);
+const configs: PurifyOptions[] = only ? only.map((tStar) => ({ mode: 'diffpure' as const, tStar, steps: 5 })) : [
   { mode: 'none' },
   ...[0.1, 0.25, 0.5].map((sigma) => ({ mode: 'oneshot' as const, sigma })),
-  ...[50, 100, 200, 300].flatMap((tStar) => [1, 5, 10].map((steps) => ({ mode: 'diffpure' as const, tStar, steps }))),
+  ...[50, 100, 200, 300, 450, 600].flatMap((tStar) => [1, 5, 10].map((steps) => ({ mode: 'diffpure' as const, tStar, steps }))),
   { mode: 'diffpure', tStar: 200, steps: 10, sampler: 'ddim' },
 ];
 console.log(`| mode | t* | steps | sampler | val accuracy (${val.count}) |`);

@@ -110,3 +110,16 @@ describe('purify() with the shipped Fashion-MNIST diffusion model', () => {
     }
   });
 });
+
+describe('purify defaults', () => {
+  it('diffpure and oneshot noise to the validated t* 450; restore keeps its short t* 100 pass; explicit values win', async () => {
+    const { resolveOptions } = await import('../src/purify/index.js');
+    expect(resolveOptions({}).tStar).toBe(450);
+    expect(resolveOptions({}).mode).toBe('diffpure');
+    expect(resolveOptions({}).steps).toBe(5);
+    expect(resolveOptions({ mode: 'oneshot' }).tStar).toBe(450);
+    expect(resolveOptions({ mode: 'restore' }).tStar).toBe(100);
+    expect(resolveOptions({ mode: 'restore', tStar: 300 }).tStar).toBe(300);
+    expect(resolveOptions({ tStar: 3 }).steps).toBe(3); // steps never exceed t*
+  });
+});
