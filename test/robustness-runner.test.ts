@@ -1,6 +1,6 @@
 // `advpurify bench robustness`: reports on disk, resumption without recomputation, refusal to mix
 // configurations, the same rows from worker threads as in-process, and the cost report.
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -80,6 +80,22 @@ describe('bench robustness runner', () => {
 
   it('refuses to continue a log written with other attack settings', async () => {
     await expect(runRobustness(base(out, { settings: { pgdSteps: 4, apgdSteps: 3, squareQueries: 10 } }))).rejects.toThrow(/different settings \(settings\)/);
+  });
+
+  it('logs the resolved purifier settings: explicit defaults resume the same log, a log from before a default changed is refused', async () => {
+    const o = join(dir, 'resolved');
+    await runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2 }));
+    const path = logPath(o, 'diffpure');
+    const header = JSON.parse(readFileSync(path, 'utf8').split('\n')[0]);
+    expect(header.config.purify).toEqual({ tStar: 450, steps: 5, sampler: 'ddpm' });
+    calls = 0;
+    await runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2, purify: { tStar: 450, steps: 5 } }));
+    expect(calls).toBe(0); // the same settings spelled out: nothing recomputed
+    await expect(runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2, purify: { tStar: 100 } }))).rejects.toThrow(/different settings \(purify\)/);
+    // a log written when the header held the raw options ({} under the old default t* 100)
+    const lines = readFileSync(path, 'utf8').split('\n');
+    writeFileSync(path, [JSON.stringify({ ...header, config: { ...header.config, purify: {} } }), ...lines.slice(1)].join('\n'));
+    await expect(runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2 }))).rejects.toThrow(/different settings \(purify\)/);
   });
 
   it('worker threads log the same rows as an in-process run', async () => {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { initBackend } from '../../src/backend/index.js';
 import type { DatasetName } from '../../src/data/index.js';
 import { modelsDir } from '../../src/models/paths.js';
-import type { PurifyOptions } from '../../src/purify/index.js';
+import { resolveOptions, type PurifyOptions } from '../../src/purify/index.js';
 import { Progress } from '../../src/util/progress.js';
 import type { Norm } from '../common.js';
 import { describeDefense, parseDefense, purifierMode, type DefenseSetup } from '../defenses.js';
@@ -70,15 +70,27 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
   return out;
 }
 
+/**
+ * The purifier settings a defence's rows depend on, resolved against the current defaults: a log written
+ * before a default changed (e.g. t* 100 -> 450) is refused on resume instead of being continued under
+ * the new value. Only the fields the mode uses, so an unrelated default does not orphan a log.
+ */
+export function purifyRecord(mode: 'diffpure' | 'oneshot' | 'restore', purify: PurifyOptions = {}): Record<string, unknown> {
+  const r = resolveOptions({ ...purify, mode });
+  if (mode === 'diffpure') return { tStar: r.tStar, steps: r.steps, sampler: r.sampler };
+  if (mode === 'oneshot') return r.sigma !== undefined ? { sigma: r.sigma } : { tStar: r.tStar };
+  return { restorer: r.restorer, tStar: r.tStar, steps: r.steps, sampler: r.sampler, sigma: r.sigma };
+}
+
 function headerFor(spec: RunSpec, defense: string): LogHeader {
   const { name } = parseDefense(defense);
-  const purifier = purifierMode(name) !== undefined;
+  const mode = purifierMode(name);
   return {
     format: LOG_FORMAT,
     defense,
     config: {
       dataset: spec.dataset, split: spec.split, norm: spec.norm, attacks: spec.attacks, settings: spec.settings, seed: spec.seed,
-      purify: purifier ? spec.purify ?? {} : undefined, models: modelFingerprint(spec.dataset, defense),
+      purify: mode ? purifyRecord(mode, spec.purify) : undefined, models: modelFingerprint(spec.dataset, defense),
     },
   };
 }
