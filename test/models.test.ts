@@ -34,17 +34,28 @@ describe('shipped models', () => {
     expect(acc).toBeGreaterThanOrEqual(0.9);
   });
 
-  it('classifier after the default purification: >= 87% on the fixture', async () => {
+  /** Accuracy after purification on the first `count` fixture images, in chunks, yielding between them
+   *  (a minute of synchronous compute starves vitest's worker RPC); no tensors leak. */
+  async function purifiedAccuracy(p: ImagePurifier, count: number): Promise<number> {
     const before = tf.memory().numTensors;
-    // in chunks, yielding between them: a minute of synchronous compute starves vitest's worker RPC
     let correct = 0;
-    for (let s = 0; s < fixture.count; s += 100) {
-      correct += 100 * evaluate(clf, subset(fixture, Array.from({ length: 100 }, (_, i) => s + i)), purifier);
+    for (let s = 0; s < count; s += 100) {
+      correct += 100 * evaluate(clf, subset(fixture, Array.from({ length: 100 }, (_, i) => s + i)), p);
       await new Promise((r) => setImmediate(r));
     }
-    const acc = correct / fixture.count;
     expect(tf.memory().numTensors).toBe(before);
-    expect(acc).toBeGreaterThanOrEqual(0.87);
+    return correct / count;
+  }
+
+  // The default (t* 450) trades clean accuracy for robustness (README, "Choosing the defaults"): 80.3% on
+  // the fixture when chosen; t* 100 is the clean-accuracy-first setting (91.3% on the fixture).
+  it('classifier after the default purification (t* 450): >= 78% on the fixture', async () => {
+    expect(await purifiedAccuracy(purifier, fixture.count)).toBeGreaterThanOrEqual(0.78);
+  }, 900_000);
+
+  it('classifier after diffpure at t* 100: >= 87% on the first 500 fixture images', async () => {
+    const mild = await createPurifier({ model: 'fashion-mnist', tStar: 100, seed: 2026 });
+    expect(await purifiedAccuracy(mild, 500)).toBeGreaterThanOrEqual(0.87);
   }, 900_000);
 
   it('U-Net under a gradient tape (plain conv + bias, lazy gradients) equals the fused inference path; its input gradient matches finite differences', () => {
