@@ -12,29 +12,29 @@ cd "$(dirname "$0")/.."
 CLI="node bin/advpurify.js"
 ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard --workers 1"
 
-step() { # name, command...
-  local name=$1; shift
-  echo "== $(date -u +%FT%TZ) start $name"
-  "$@"
+step() { # name, log file, command...: the command's output goes to its log, start/end marks to both
+  local name=$1 log=$2; shift 2
+  echo "== $(date -u +%FT%TZ) start $name" | tee -a "$log"
+  "$@" >> "$log" 2>&1
   local rc=$?
-  echo "== $(date -u +%FT%TZ) end $name (exit $rc)"
+  echo "== $(date -u +%FT%TZ) end $name (exit $rc)" | tee -a "$log"
   return $rc
 }
 
 case "${1:-}" in
   a)
     # issue #4's anchor: PGD-7 adversarial fine-tuning of the shipped classifier, then its evaluation
-    step classifier-adv $CLI train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \
-      --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 >> runs/fashion-mnist/classifier-adv.log 2>&1 || exit 1
-    step adv-linf $ROB --norm linf --eps 0.1 --defense adv --out runs/robustness/linf >> runs/robustness/linf.log 2>&1
-    step adv-l2 $ROB --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2 >> runs/robustness/l2.log 2>&1
-    step oneshot-linf $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf >> runs/robustness/linf.log 2>&1
-    step oneshot-l2 $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2 >> runs/robustness/l2.log 2>&1
+    step classifier-adv runs/fashion-mnist/classifier-adv.log $CLI train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \
+      --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 || exit 1
+    step adv-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
+    step adv-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
+    step oneshot-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
+    step oneshot-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
     ;;
   b)
     # the default purifier (diffpure t* 450, 5 steps) under the standard adaptive suite, both norms
-    step diffpure-linf $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf >> runs/robustness/linf.log 2>&1
-    step diffpure-l2 $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2 >> runs/robustness/l2.log 2>&1
+    step diffpure-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf
+    step diffpure-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2
     ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing)
