@@ -77,12 +77,14 @@ describe('classifier training resume', () => {
   it('adversarial training reports robust validation accuracy under its own attack and stores it with the weights', async () => {
     const lines: string[] = [];
     const o = { ...opts('robust-val', pgdAdversary({ eps: 0.3, steps: 2 })), robustValCount: 200, log: (l: string) => lines.push(l) };
-    await trainClassifier(o);
+    const r = await trainClassifier(o);
+    expect(r.selectedBy).toBe('robust');
     const line = lines.find((l) => l.startsWith('epoch 1:'))!;
     expect(line).toMatch(/robust val acc [\d.]+% \(training attack, 200 images\)/);
     const { meta, tensors } = loadWeights<{ valAcc: number; robustValAcc: number }>(o.out);
     tf.dispose(Object.values(tensors));
     expect(meta.robustValAcc).toBeGreaterThanOrEqual(0);
     expect(meta.robustValAcc).toBeLessThan(meta.valAcc); // eps 0.3 PGD against a barely trained net
+    expect(r.valAcc).toBe(meta.robustValAcc); // the run's score is the robust one
   }, 120_000);
 });

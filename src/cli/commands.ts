@@ -114,7 +114,7 @@ const train: Command = async (pos, f) => {
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
       init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'),
     });
-    out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%`);
+    out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
   } else if (what === 'diffusion') {
     const { trainDiffusion } = await import('../train/diffusion.js');
     await trainDiffusion({

@@ -14,7 +14,7 @@
 import { tf, type Tensor1D, type Tensor2D, type Tensor4D } from '../backend/index.js';
 import { ascentDirection, perExampleLoss, project, randomStart, type Norm } from '../../attacks/common.js';
 import { mulberry32, type Rng } from '../util/rng.js';
-import { trainClassifier, type BatchAdversary, type TrainClassifierOptions } from './classifier.js';
+import { trainClassifier, type BatchAdversary, type TrainClassifierOptions, type TrainClassifierResult } from './classifier.js';
 
 export interface PgdTrainingOptions {
   eps: number; // radius in pixel units of [0, 1] (Madry et al. use 0.3 on MNIST; 0.1 suits Fashion-MNIST)
@@ -68,7 +68,7 @@ export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
 }
 
 /** trainClassifier with PGD adversarial training (defaults: eps 0.1, PGD-7). */
-export function trainAdversarialClassifier(o: TrainClassifierOptions & { adv?: Partial<PgdTrainingOptions> }): Promise<{ valAcc: number }> {
+export function trainAdversarialClassifier(o: TrainClassifierOptions & { adv?: Partial<PgdTrainingOptions> }): Promise<TrainClassifierResult> {
   const { adv, ...train } = o;
   return trainClassifier({ ...train, adversary: pgdAdversary({ eps: 0.1, steps: 7, seed: o.seed, ...adv }) });
 }

@@ -39,6 +39,12 @@ export interface TrainClassifierOptions {
   log?: (line: string) => void;
 }
 
+/** The best validation score of the run: robust accuracy under the training attack for adversarial runs, else clean accuracy. */
+export type TrainClassifierResult = {
+  valAcc: number;
+  selectedBy: 'clean' | 'robust';
+};
+
 /** Makes a training batch adversarial. Its data fields (eps, steps, ...) are recorded in the saved weights' meta. */
 export interface BatchAdversary {
   /**
@@ -121,7 +127,7 @@ export function robustAccuracy(clf: CnnClassifier, adversary: BatchAdversary, ds
   return correct / n;
 }
 
-export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valAcc: number }> {
+export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainClassifierResult> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const train = loadDataset(o.dataset, 'train');
   const val = loadDataset(o.dataset, 'val');
@@ -226,5 +232,5 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<{ valA
   }
   model.dispose();
   opt.dispose();
-  return { valAcc: best };
+  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : 'clean' };
 }
