@@ -5,7 +5,8 @@
  * output only. The outer loop is `trainClassifier` (Adam, cosine LR, augmentation, BN recalibration,
  * checkpoint/resume); this file supplies its `adversary`.
  *
- *   advpurify train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \n *     --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7   (adversarial fine-tuning of the standard classifier)
+ *   advpurify train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier
+ *     --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7   (adversarial fine-tuning of the standard classifier)
  *     -> models/fashion-mnist/classifier-adv.{json,bin}, checkpoint runs/fashion-mnist/classifier-adv.ckpt
  *
  * The attack runs the network as it is trained: batch-norm on batch statistics, dropout off (a
@@ -55,6 +56,7 @@ export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
   if (!(o.eps > 0) || !Number.isInteger(o.steps) || o.steps < 1) throw new RangeError(`adversarial training needs eps > 0 and steps >= 1, got eps ${o.eps}, steps ${o.steps}`);
   const norm = o.norm ?? 'Linf';
   const stepSize = o.stepSize ?? (2.5 * o.eps) / o.steps;
+  const attack = (f: (x: Tensor4D) => Tensor2D, x: Tensor4D, y: Tensor1D, seed: number) => pgdTrainingExample(f, x, y, { ...o, norm, stepSize }, mulberry32(seed));
   return {
     method: 'pgd-madry',
     norm,
@@ -62,8 +64,8 @@ export function pgdAdversary(o: PgdTrainingOptions): BatchAdversary {
     steps: o.steps,
     stepSize,
     randomStart: true,
-    perturb: (x, y, model, seed) => pgdTrainingExample(trainingLogits(model), x, y, { ...o, norm, stepSize }, mulberry32(seed)),
-    attack: (f, x, y, seed) => pgdTrainingExample(f, x, y, { ...o, norm, stepSize }, mulberry32(seed)),
+    perturb: (x, y, model, seed) => attack(trainingLogits(model), x, y, seed),
+    attack,
   };
 }
 

@@ -1,3 +1,10 @@
+import type { DatasetName } from '../data/index.js';
+
+/** Whether a horizontal flip keeps an image's class: not for digits (a mirrored digit is not the same digit). */
+export function mirrorKeepsClass(dataset: DatasetName): boolean {
+  return dataset !== 'mnist';
+}
+
 /** Cheap label-preserving augmentation on raw [H,W,1] images: random shift (zero fill) and horizontal flip. */
 import type { Rng } from '../util/rng.js';
 

@@ -10,7 +10,7 @@ import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, t
 import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
-import { augmentInto } from './augment.js';
+import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 
 export interface TrainClassifierOptions {
@@ -167,7 +167,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     log(`resumed ${o.checkpoint} at epoch ${epoch + 1}${resumeAt ? `, step ${resumeAt} of it` : ''} (best val ${best})`);
   }
   const size = imageSize(train);
-  const mirror = o.dataset !== 'mnist'; // a mirrored digit is not the same digit
+  const mirror = mirrorKeepsClass(o.dataset);
   const [h, w, c] = train.shape;
   const stepsPerEpoch = Math.min(Math.floor(train.count / o.batchSize), o.stepsPerEpoch ?? Infinity);
   const totalSteps = stepsPerEpoch * o.epochs;

@@ -14,7 +14,7 @@ import { DEFAULT_UNET, initUNet, unetForward, type Params, type UNetConfig } fro
 import { saveDiffusion, type DiffusionMeta } from '../models/diffusion-model.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
-import { augmentInto } from './augment.js';
+import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 export interface TrainDiffusionOptions {
@@ -82,7 +82,7 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
     const s = step % perEpoch;
     for (let i = 0; i < B; i++) {
       const j = order[s * B + i];
-      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, o.flip ?? o.dataset !== 'mnist');
+      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, o.flip ?? mirrorKeepsClass(o.dataset));
       tb[i] = 1 + Math.floor(rng() * (rng() < lowFrac ? tLowMax : T));
     }
     const warm = Math.min(1, (step + 1) / 500);

@@ -36,7 +36,7 @@ import { Purifier } from '../purify/purifier.js';
 import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
-import { augmentInto } from './augment.js';
+import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 /** How a batch is made (see the header); every field has a default. */
@@ -249,7 +249,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   const bar = new Progress(o.steps - step, 'restore');
   const startStep = step;
   const xb = new Float32Array(B * size);
-  const mirror = o.dataset !== 'mnist'; // a mirrored digit is not the same digit (as in the other trainers)
+  const mirror = mirrorKeepsClass(o.dataset);
   while (step < o.steps) {
     const epoch = Math.floor(step / perEpoch);
     const order = permutation(train.count, o.seed * 7919 + epoch);
