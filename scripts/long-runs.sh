@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The long, resumable runs that produce the README's trained models and robustness tables, in the order
-# they are needed, as two lanes (one per core of the 2-core dev VM). Every step resumes from its own
-# checkpoint or log, so after an interruption rerun the same lane: finished steps cost seconds.
+# they are needed, as lanes (one per core of the 2-core dev VM; a wasm process uses one core). Every step
+# resumes from its own checkpoint or log, so after an interruption rerun the same lane: finished steps
+# cost seconds. The foundation comes first: the purifier's robustness tables are measured once the
+# Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
+# is tied to the weights it was measured with (a new model refuses an old log).
 #
 #   nohup scripts/long-runs.sh a >> runs/long-runs-a.log 2>&1 &
 #   nohup scripts/long-runs.sh b >> runs/long-runs-b.log 2>&1 &
+#   (after shipping the diffusion EMA) nohup scripts/long-runs.sh eval >> runs/long-runs-eval.log 2>&1 &
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
 set -u
@@ -28,13 +32,19 @@ case "${1:-}" in
       --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 || exit 1
     step adv-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
     step adv-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
-    step oneshot-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
-    step oneshot-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
+    # issue #5's MNIST diffusion model (same U-Net and schedule), EMA to runs/mnist/diffusion-ema.*
+    step mnist-diffusion runs/mnist/diffusion.log node --import tsx scripts/train-diffusion.ts mnist 10000
     ;;
   b)
-    # the default purifier (diffpure t* 450, 5 steps) under the standard adaptive suite, both norms
+    # the foundation's Fashion-MNIST diffusion model, to 20,000 steps; EMA to runs/fashion-mnist/diffusion-ema.*
+    step diffusion runs/fashion-mnist/diffusion.log node --import tsx scripts/train-diffusion.ts fashion-mnist 20000
+    ;;
+  eval)
+    # the default purifier (diffpure t* 450, 5 steps) and oneshot under the standard adaptive suite, both norms
+    step oneshot-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
     step diffpure-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf
     step diffpure-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2
+    step oneshot-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
     ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing)
@@ -42,7 +52,7 @@ case "${1:-}" in
     $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
   *)
-    echo "usage: scripts/long-runs.sh a|b|report" >&2
+    echo "usage: scripts/long-runs.sh a|b|eval|report" >&2
     exit 2
     ;;
 esac
