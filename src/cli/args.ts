@@ -27,6 +27,7 @@ export const OPTIONS = {
   out: { type: 'string' },
   checkpoint: { type: 'string' },
   'noise-sigma': { type: 'string' },
+  'weights-dtype': { type: 'string' },
   variant: { type: 'string' },
   base: { type: 'string' },
   n0: { type: 'string' },

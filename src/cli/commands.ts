@@ -108,8 +108,10 @@ const train: Command = async (pos, f) => {
     const adversary = adversarial
       ? (await import('../train/adversarial.js')).pgdAdversary({ eps: num(f['adv-eps'], 'adv-eps') ?? 0.1, steps: num(f['adv-steps'], 'adv-steps') ?? 7, seed })
       : undefined;
+    const weightsDtype = f['weights-dtype'] ?? 'float16';
+    if (weightsDtype !== 'float16' && weightsDtype !== 'uint8') throw new UsageError(`--weights-dtype must be float16 or uint8, got "${weightsDtype}"`);
     const r = await trainClassifier({
-      dataset, seed, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
+      dataset, seed, weightsDtype, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
       init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'),

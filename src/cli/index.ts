@@ -3,7 +3,7 @@
  *   advpurify purify in.png -o out.png [--mode diffpure|oneshot|none|patch|auto|restore --t-star N --steps K --sampler ddpm|ddim --sigma S --restorer x0|cold --seed N --keep-size]
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
- *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant]
+ *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant --init --weights-dtype float16|uint8]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf

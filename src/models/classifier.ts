@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { tf, type Tensor2D, type Tensor4D } from '../backend/index.js';
 import type { Classifier } from '../types.js';
-import { loadWeights, saveWeights, weightsExist, type NamedTensors } from './weights.js';
+import { loadWeights, saveWeights, weightsExist, type NamedTensors, type WeightsDtype } from './weights.js';
 import { modelsDir } from './paths.js';
 
 export interface ClassifierMeta {
@@ -82,8 +82,8 @@ export class CnnClassifier implements Classifier {
   }
 }
 
-export function saveClassifier(path: string, clf: CnnClassifier, extraMeta: Record<string, unknown> = {}, float16 = true): void {
-  saveWeights(path, namedWeights(clf.model), { ...clf.meta, ...extraMeta }, { float16 });
+export function saveClassifier(path: string, clf: CnnClassifier, extraMeta: Record<string, unknown> = {}, dtype: WeightsDtype = 'float16'): void {
+  saveWeights(path, namedWeights(clf.model), { ...clf.meta, ...extraMeta }, { dtype });
 }
 
 export function classifierFromWeights(path: string, name: string): CnnClassifier {

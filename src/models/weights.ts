@@ -1,7 +1,9 @@
 /**
  * Named-tensor files: `<name>.json` (manifest: tfjs weight specs + metadata) and `<name>.bin`
  * (little-endian data). Weights ship as float16 (tfjs's own `quantization: float16` spec, so the
- * file is also readable by tfjs's decodeWeights); checkpoints keep float32.
+ * file is also readable by tfjs's decodeWeights); checkpoints keep float32. Secondary models (the
+ * certification baselines) may ship as uint8 (tfjs's affine `quantization: uint8` spec: value =
+ * q * scale + min per tensor, error <= scale / 2) to stay within the size budget.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -13,7 +15,7 @@ interface WeightSpec {
   name: string;
   shape: number[];
   dtype: 'float32' | 'int32';
-  quantization?: { dtype: 'float16'; original_dtype?: 'float32' };
+  quantization?: { dtype: 'float16'; original_dtype?: 'float32' } | { dtype: 'uint8'; min: number; scale: number; original_dtype?: 'float32' };
 }
 
 export interface WeightsManifest<M = Record<string, unknown>> {
@@ -60,7 +62,27 @@ export function fromHalf(h: number): number {
 }
 
 /** Write tensors (and metadata) atomically: temp files, then rename. */
-export function saveWeights(path: string, tensors: NamedTensors, meta: Record<string, unknown>, opts: { float16?: boolean } = {}): void {
+/** How float32 tensors are stored: as is, as IEEE half, or affine uint8 per tensor. */
+export type WeightsDtype = 'float32' | 'float16' | 'uint8';
+
+/** Affine uint8 quantization of one tensor's values (tfjs's scheme: value = q * scale + min). */
+export function quantizeUint8(vals: ArrayLike<number>): { q: Uint8Array; min: number; scale: number } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < vals.length; i++) {
+    if (!Number.isFinite(vals[i])) throw new RangeError('cannot quantize a non-finite weight');
+    lo = Math.min(lo, vals[i]);
+    hi = Math.max(hi, vals[i]);
+  }
+  if (vals.length === 0) lo = hi = 0;
+  const scale = hi > lo ? (hi - lo) / 255 : 1;
+  const q = new Uint8Array(vals.length);
+  for (let i = 0; i < vals.length; i++) q[i] = Math.min(255, Math.max(0, Math.round((vals[i] - lo) / scale)));
+  return { q, min: lo, scale };
+}
+
+export function saveWeights(path: string, tensors: NamedTensors, meta: Record<string, unknown>, opts: { float16?: boolean; dtype?: WeightsDtype } = {}): void {
+  const dtype: WeightsDtype = opts.dtype ?? (opts.float16 ? 'float16' : 'float32');
   mkdirSync(dirname(path), { recursive: true });
   const specs: WeightSpec[] = [];
   const parts: Buffer[] = [];
@@ -69,7 +91,11 @@ export function saveWeights(path: string, tensors: NamedTensors, meta: Record<st
     if (t.dtype === 'int32') {
       specs.push({ name, shape: t.shape, dtype: 'int32' });
       parts.push(Buffer.from(Int32Array.from(vals).buffer));
-    } else if (opts.float16) {
+    } else if (dtype === 'uint8') {
+      const { q, min, scale } = quantizeUint8(vals);
+      specs.push({ name, shape: t.shape, dtype: 'float32', quantization: { dtype: 'uint8', min, scale, original_dtype: 'float32' } });
+      parts.push(Buffer.from(q.buffer, q.byteOffset, q.byteLength));
+    } else if (dtype === 'float16') {
       const h = new Uint16Array(vals.length);
       for (let i = 0; i < vals.length; i++) h[i] = toHalf(vals[i]);
       specs.push({ name, shape: t.shape, dtype: 'float32', quantization: { dtype: 'float16', original_dtype: 'float32' } });
@@ -90,7 +116,7 @@ export function weightsExist(path: string): boolean {
   return existsSync(`${path}.json`) && existsSync(`${path}.bin`);
 }
 
-/** Read a manifest and its tensors (float16 decoded to float32). Caller owns the tensors. */
+/** Read a manifest and its tensors (float16 and uint8 decoded to float32). Caller owns the tensors. */
 export function loadWeights<M = Record<string, unknown>>(path: string): { meta: M; tensors: NamedTensors } {
   const manifest = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as WeightsManifest<M>;
   if (manifest.format !== 'advpurify-weights/1') throw new Error(`${path}.json: not an advpurify weights manifest`);
@@ -102,6 +128,12 @@ export function loadWeights<M = Record<string, unknown>>(path: string): { meta: 
     if (s.dtype === 'int32') {
       tensors[s.name] = tf.tensor(new Int32Array(bin.buffer.slice(bin.byteOffset + off, bin.byteOffset + off + 4 * n)), s.shape, 'int32');
       off += 4 * n;
+    } else if (s.quantization?.dtype === 'uint8') {
+      const { min, scale } = s.quantization;
+      const f = new Float32Array(n);
+      for (let i = 0; i < n; i++) f[i] = bin[off + i] * scale + min;
+      tensors[s.name] = tf.tensor(f, s.shape, 'float32');
+      off += n;
     } else if (s.quantization?.dtype === 'float16') {
       const h = new Uint16Array(bin.buffer.slice(bin.byteOffset + off, bin.byteOffset + off + 2 * n));
       const f = new Float32Array(n);

@@ -7,6 +7,7 @@
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
 import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, type ClassifierMeta } from '../models/classifier.js';
+import type { WeightsDtype } from '../models/weights.js';
 import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
@@ -36,6 +37,8 @@ export interface TrainClassifierOptions {
   init?: string;
   /** With an adversary: validation images attacked each epoch for the robust accuracy that picks the saved epoch (default 1000). */
   robustValCount?: number;
+  /** Storage of the saved weights (default float16); uint8 for secondary models under the size budget. */
+  weightsDtype?: WeightsDtype;
   log?: (line: string) => void;
 }
 
@@ -225,7 +228,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : ''));
     if (score > best) {
       best = score;
-      saveClassifier(o.out, clf, { valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), epoch: epoch + 1, trainedWith: { ...o, log: undefined } });
+      saveClassifier(o.out, clf, { valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), epoch: epoch + 1, trainedWith: { ...o, log: undefined } }, o.weightsDtype);
       log(`  saved ${o.out} (best val so far)`);
     }
     await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch: epoch + 1, step, seed: o.seed, bestVal: best });
