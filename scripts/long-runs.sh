@@ -25,6 +25,10 @@ step() { # name, log file, command...: the command's output goes to its log, sta
   return $rc
 }
 
+done_before() { # name, log file: whether the step already ended with exit 0 (its checkpoint need not be kept)
+  grep -q "end $1 (exit 0)" "$2" 2>/dev/null
+}
+
 case "${1:-}" in
   a)
     # issue #4's anchor: PGD-7 adversarial fine-tuning of the shipped classifier, then its evaluation
@@ -32,6 +36,16 @@ case "${1:-}" in
       --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 || exit 1
     step adv-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
     step adv-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
+    # issue #5's Cohen baselines: Gaussian-noise fine-tuning of each data set's shipped classifier per sigma
+    # (uint8 weights: three more classifiers per data set within the 10 MB budget)
+    for ds in fashion-mnist mnist; do
+      ep=4; [ $ds = mnist ] && ep=8
+      for s in 0.25 0.5 1; do
+        done_before noise-$ds-$s runs/$ds/classifier-noise$s.log && continue
+        step noise-$ds-$s runs/$ds/classifier-noise$s.log $CLI train classifier --dataset $ds --variant classifier-noise$s --init models/$ds/classifier \
+          --noise-sigma $s --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1
+      done
+    done
     # issue #5's MNIST diffusion model (same U-Net and schedule), EMA to runs/mnist/diffusion-ema.*
     step mnist-diffusion runs/mnist/diffusion.log node --import tsx scripts/train-diffusion.ts mnist 10000
     ;;
