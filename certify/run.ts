@@ -15,6 +15,8 @@ import { cryptoSeed } from '../src/util/rng.js';
 import { runInWorkers } from '../src/util/threads.js';
 import { type BaseClassifier, Smooth } from './core.js';
 import { type BaseSpec, baseModels, isBaseSpec, loadBase } from './load.js';
+import { modelsDir } from '../src/models/paths.js';
+import { weightsFingerprint } from '../src/models/weights.js';
 import { type CertifyReport, DEFAULT_RADII, type LogRow, buildCurves, renderMarkdown, renderSvg } from './report.js';
 
 export * from './report.js';
@@ -44,8 +46,10 @@ export interface CertifyImagesOptions {
   batchSize?: number;
   /** run seed; each image's seed is derived from it (see imageSeed) */
   seed: number;
-  /** TSV log, created with a header if missing, appended to otherwise */
+  /** TSV log, created with a header if missing, appended to otherwise (only under the same settings) */
   log: string;
+  /** the log's settings record (default: these options' dataset, base name, sigma, n0, n, alpha, seed) */
+  settings?: LogSettings;
   onProgress?: (p: CertifyProgress) => void;
 }
 
@@ -129,9 +133,62 @@ export function readLog(path: string): LogRow[] {
   return lines.slice(1, -1).map(parseRow).filter((r): r is LogRow => r !== undefined);
 }
 
-/** Make `path` a log holding exactly its complete rows (header created, a partial last line cut). */
-function openLog(path: string): LogRow[] {
+/**
+ * What a log's rows depend on, kept beside it in `<log>.settings.json`: CERTIFY's n0, n, alpha, the run
+ * seed, sigma, and the base (for a built-in base, content hashes of the weights it uses). A log is only
+ * continued under the same settings, so rows certified with other weights (a retrained model, a noisy
+ * base that fell back to the ordinary classifier) or another n / alpha never mix into one table.
+ */
+export interface LogSettings {
+  format: 'advpurify-certify-log/1';
+  dataset: string;
+  base: string;
+  sigma: number;
+  n0: number;
+  n: number;
+  alpha: number;
+  seed: number;
+  /** weights file -> content hash, for built-in bases; absent for user functions */
+  models?: Record<string, string>;
+}
+
+/** A log exists with rows made under other settings (or without a record of them). */
+export class CertifyLogMismatchError extends Error {
+  readonly code = 'CERTIFY_LOG_MISMATCH';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CertifyLogMismatchError';
+  }
+}
+
+export const settingsPath = (log: string): string => log.replace(/\.tsv$/, '') + '.settings.json';
+
+/** The settings record of one (base, sigma) log; `spec` (a built-in base) adds its weights' hashes. */
+export function logSettings(o: { dataset: string; base: string; sigma: number; n0: number; n: number; alpha: number; seed: number }, spec?: BaseSpec): LogSettings {
+  const r: LogSettings = { format: 'advpurify-certify-log/1', dataset: o.dataset, base: o.base, sigma: o.sigma, n0: o.n0, n: o.n, alpha: o.alpha, seed: o.seed };
+  if (spec) {
+    const m = baseModels(spec, o.sigma);
+    const dir = join(modelsDir(), spec.dataset);
+    r.models = { [m.classifier]: weightsFingerprint(join(dir, m.classifier)), ...(m.diffusion ? { diffusion: weightsFingerprint(join(dir, 'diffusion')) } : {}) };
+  }
+  return r;
+}
+
+/** Make `path` a log holding exactly its complete rows (header created, a partial last line cut), made under `settings`. */
+function openLog(path: string, settings: LogSettings): LogRow[] {
   const rows = readLog(path);
+  const sp = settingsPath(path);
+  if (rows.length > 0) {
+    if (!existsSync(sp)) throw new CertifyLogMismatchError(`${path} has ${rows.length} rows but no ${sp} recording the settings they were made with; move the log aside or certify into another --out`);
+    const was = JSON.parse(readFileSync(sp, 'utf8')) as Record<string, unknown>;
+    const now = settings as unknown as Record<string, unknown>;
+    const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
+    if (differ.length > 0) {
+      throw new CertifyLogMismatchError(`${path} was made with other settings (${differ.map((k) => `${k}: ${JSON.stringify(was[k])} then, ${JSON.stringify(now[k])} now`).join('; ')}); move the log aside or certify into another --out`);
+    }
+  } else {
+    writeFileSync(sp, JSON.stringify(settings, null, 1) + '\n');
+  }
   if (!existsSync(path) || !readFileSync(path, 'utf8').endsWith('\n')) {
     writeFileSync(path, [HEADER, ...rows.map(formatRow)].join('\n') + '\n');
   }
@@ -194,7 +251,8 @@ function checkIndex(ds: Dataset, index: number): void {
  */
 export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> {
   const wanted = new Set(o.indices);
-  const rows = openLog(o.log).filter((r) => wanted.has(r.index));
+  const settings = o.settings ?? logSettings({ dataset: o.dataset.name, base: o.baseName, sigma: o.sigma, n0: o.n0, n: o.n, alpha: o.alpha, seed: o.seed });
+  const rows = openLog(o.log, settings).filter((r) => wanted.has(r.index));
   const done = new Set(rows.map((r) => r.index));
   const smooth = new Smooth(o.base, o.sigma, o.dataset.classNames.length);
   for (const index of o.indices) {
@@ -247,7 +305,9 @@ export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult
   const groups = Object.keys(o.bases).flatMap((base) =>
     o.sigmas.map((sigma) => {
       const log = logPath(o.outDir, base, sigma);
-      return { base, sigma, log, rows: openLog(log).filter((r) => wanted.has(r.index)) };
+      const b = o.bases[base];
+      const logged = logSettings({ dataset: o.dataset.name, base, sigma, n0: o.n0, n: o.n, alpha: o.alpha, seed }, isBaseSpec(b) ? b : undefined);
+      return { base, sigma, log, logged, rows: openLog(log, logged).filter((r) => wanted.has(r.index)) };
     }),
   );
   const todo = groups.map((g) => {
@@ -278,7 +338,7 @@ export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult
       if (todo[k].length === 0) continue;
       const b = o.bases[g.base];
       const base = isBaseSpec(b) ? await loadBase(b, g.sigma) : await b(g.sigma);
-      g.rows = await certifyImages({ ...settings, dataset: o.dataset, indices, baseName: g.base, base, sigma: g.sigma, log: g.log, onProgress: o.onProgress });
+      g.rows = await certifyImages({ ...settings, dataset: o.dataset, indices, baseName: g.base, base, sigma: g.sigma, log: g.log, settings: g.logged, onProgress: o.onProgress });
     }
   }
   const logs = groups.map((g) => g.log);

@@ -8,13 +8,13 @@
  * Seeds depend only on (run seed, defence, eps, first image of the batch): results do not depend on the
  * number of workers or on resumption.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../src/backend/index.js';
 import type { DatasetName } from '../../src/data/index.js';
 import { modelsDir } from '../../src/models/paths.js';
+import { weightsFingerprint } from '../../src/models/weights.js';
 import { resolveOptions, type PurifyOptions } from '../../src/purify/index.js';
 import { Progress } from '../../src/util/progress.js';
 import type { Norm } from '../common.js';
@@ -63,10 +63,7 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
   const mode = purifierMode(name);
   const files = [name === 'adv' ? 'classifier-adv' : 'classifier', ...(mode === 'restore' ? ['restore'] : mode ? ['diffusion'] : [])];
   const out: Record<string, string> = {};
-  for (const f of files) {
-    const path = join(modelsDir(), dataset, `${f}.bin`);
-    out[f] = existsSync(path) ? createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16) : 'missing';
-  }
+  for (const f of files) out[f] = weightsFingerprint(join(modelsDir(), dataset, f));
   return out;
 }
 

@@ -5,6 +5,7 @@
  * certification baselines) may ship as uint8 (tfjs's affine `quantization: uint8` spec: value =
  * q * scale + min per tensor, error <= scale / 2) to stay within the size budget.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { tf, type Tensor } from '../backend/index.js';
@@ -110,6 +111,11 @@ export function saveWeights(path: string, tensors: NamedTensors, meta: Record<st
   writeFileSync(`${path}.json.tmp`, JSON.stringify(manifest, null, 1));
   renameSync(`${path}.bin.tmp`, `${path}.bin`);
   renameSync(`${path}.json.tmp`, `${path}.json`);
+}
+
+/** Short content hash of a weights file (`path` without suffix): logs record which weights made their rows. */
+export function weightsFingerprint(path: string): string {
+  return existsSync(`${path}.bin`) ? createHash('sha256').update(readFileSync(`${path}.bin`)).digest('hex').slice(0, 16) : 'missing';
 }
 
 export function weightsExist(path: string): boolean {
