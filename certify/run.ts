@@ -17,6 +17,9 @@ import { type BaseClassifier, Smooth } from './core.js';
 import { type BaseSpec, baseModels, isBaseSpec, loadBase } from './load.js';
 import { modelsDir } from '../src/models/paths.js';
 import { weightsFingerprint } from '../src/models/weights.js';
+import { bindLogSettings } from '../src/util/tsv-log.js';
+
+export { LogSettingsMismatchError, settingsPath } from '../src/util/tsv-log.js';
 import { type CertifyReport, DEFAULT_RADII, type LogRow, buildCurves, renderMarkdown, renderSvg } from './report.js';
 
 export * from './report.js';
@@ -152,17 +155,6 @@ export interface LogSettings {
   models?: Record<string, string>;
 }
 
-/** A log exists with rows made under other settings (or without a record of them). */
-export class CertifyLogMismatchError extends Error {
-  readonly code = 'CERTIFY_LOG_MISMATCH';
-  constructor(message: string) {
-    super(message);
-    this.name = 'CertifyLogMismatchError';
-  }
-}
-
-export const settingsPath = (log: string): string => log.replace(/\.tsv$/, '') + '.settings.json';
-
 /** The settings record of one (base, sigma) log; `spec` (a built-in base) adds its weights' hashes. */
 export function logSettings(o: { dataset: string; base: string; sigma: number; n0: number; n: number; alpha: number; seed: number }, spec?: BaseSpec): LogSettings {
   const r: LogSettings = { format: 'advpurify-certify-log/1', dataset: o.dataset, base: o.base, sigma: o.sigma, n0: o.n0, n: o.n, alpha: o.alpha, seed: o.seed };
@@ -177,18 +169,7 @@ export function logSettings(o: { dataset: string; base: string; sigma: number; n
 /** Make `path` a log holding exactly its complete rows (header created, a partial last line cut), made under `settings`. */
 function openLog(path: string, settings: LogSettings): LogRow[] {
   const rows = readLog(path);
-  const sp = settingsPath(path);
-  if (rows.length > 0) {
-    if (!existsSync(sp)) throw new CertifyLogMismatchError(`${path} has ${rows.length} rows but no ${sp} recording the settings they were made with; move the log aside or certify into another --out`);
-    const was = JSON.parse(readFileSync(sp, 'utf8')) as Record<string, unknown>;
-    const now = settings as unknown as Record<string, unknown>;
-    const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
-    if (differ.length > 0) {
-      throw new CertifyLogMismatchError(`${path} was made with other settings (${differ.map((k) => `${k}: ${JSON.stringify(was[k])} then, ${JSON.stringify(now[k])} now`).join('; ')}); move the log aside or certify into another --out`);
-    }
-  } else {
-    writeFileSync(sp, JSON.stringify(settings, null, 1) + '\n');
-  }
+  bindLogSettings(path, settings as unknown as Record<string, unknown>, rows.length);
   if (!existsSync(path) || !readFileSync(path, 'utf8').endsWith('\n')) {
     writeFileSync(path, [HEADER, ...rows.map(formatRow)].join('\n') + '\n');
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadFixture, take } from '../src/data/index.js';
 import { benchSeed, conditionsFor, runCorruptionBench, type Preprocess } from '../src/bench/corruptions.js';
+import { LogSettingsMismatchError } from '../src/util/tsv-log.js';
 import { gaussianWindow, psnrPerImage, ssimPerImage, SSIM_CONSTANTS } from '../src/bench/similarity.js';
 import { initLevelNet } from '../src/models/level-net.js';
 import { initUNet, type UNetConfig } from '../src/models/unet.js';
@@ -128,6 +129,23 @@ describe('bench corruptions (8 fixture images, 2 degradations, severities 1 and 
     expect(again.cells.map((c) => [c.condition, c.severity, c.preprocessor, c.accuracy, c.psnr.toFixed(3)]).sort())
       .toEqual(first.cells.map((c) => [c.condition, c.severity, c.preprocessor, c.accuracy, c.psnr.toFixed(3)]).sort());
   });
+
+  it('keeps each preprocessor\'s rows tied to its settings: a changed one is refused, a new one is added', async () => {
+    const provenance = (restore: unknown) => ({ classifier: 'c1', preprocessors: { raw: {}, median: { size: 3 }, bitdepth: { bits: 3 }, restore } });
+    const out = join(dir, 'prov');
+    const { bitdepth: _b, ...withoutBitdepth } = preprocessors;
+    await runCorruptionBench({ ...options(), preprocessors: withoutBitdepth, outDir: out, provenance: provenance({ weights: 'r1' }), severities: [1] });
+    await expect(runCorruptionBench({ ...options(), outDir: out, provenance: provenance({ weights: 'r2' }), severities: [1] }))
+      .rejects.toThrow(/preprocessor restore was run with other settings \(restore: \{"weights":"r1"\} then, \{"weights":"r2"\} now\)/);
+    await expect(runCorruptionBench({ ...options(), outDir: out, provenance: { ...provenance({ weights: 'r1' }), classifier: 'c2' }, severities: [1] }))
+      .rejects.toThrow(LogSettingsMismatchError);
+    await expect(runCorruptionBench({ ...options(), outDir: out, provenance: provenance({ weights: 'r1' }), severities: [1], chunk: 8 })).rejects.toThrow(/chunk: 4 then, 8 now/);
+    // the restoration model retrained: the other preprocessors' rows stay usable, and bitdepth, new, joins
+    const { restore: _r, ...others } = preprocessors;
+    const r = await runCorruptionBench({ ...options(), preprocessors: others, outDir: out, provenance: provenance({ weights: 'r2' }), severities: [1] });
+    expect(r.cells.every((c) => c.preprocessor !== 'restore')).toBe(true);
+    expect(r.cells.filter((c) => c.preprocessor === 'bitdepth').length).toBe(3);
+  }, 600_000);
 
   it('seeds are odd (the trainer uses even ones), and degradation names are checked', () => {
     for (const s of [benchSeed(0, 'a'), benchSeed(1, 'x', 3), benchSeed('degrade', 'pixelate', 5, 950)]) expect(s % 2).toBe(1);

@@ -14,6 +14,7 @@ import type { CnnClassifier } from '../src/models/classifier.js';
 import type { DiffusionModel } from '../src/models/diffusion-model.js';
 import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
 import { runPatchBench, type PatchBenchOptions } from '../src/purify/patch/bench.js';
+import { LogSettingsMismatchError } from '../src/util/tsv-log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-patch-bench-'));
 const SLOW = 1_800_000; // seconds on an idle machine, many minutes on a starved one
@@ -88,5 +89,14 @@ describe('advpurify bench patch (smoke scale)', () => {
     expect(logs.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : ''))).toEqual(before);
     expect(r.files.length).toBe(4);
     expect(seconds).toBeLessThan(60); // reading logs and writing reports, no attack
+  }, SLOW);
+
+  it('refuses to continue a log or reuse a universal patch made with another budget or other weights', async () => {
+    await expect(runPatchBench({ ...opts, steps: 4 })).rejects.toThrow(/perimage-none-s4\.tsv was made with other settings \(perimage: .*"steps":3.* then, .*"steps":4.* now\)/);
+    await expect(runPatchBench({ ...opts, attacks: ['universal'], universalSteps: 3 })).rejects.toThrow(LogSettingsMismatchError);
+    // a new diffusion model invalidates the defended logs only: the undefended clean log still resumes
+    await expect(runPatchBench({ ...opts, defences: ['patch'], models: { diffusion: 'another' } })).rejects.toThrow(/models: .*"diffusion":"unrecorded".* then, .*"another".* now/);
+    const r = await runPatchBench({ ...opts, defences: ['none'], attacks: [], models: { diffusion: 'another' } });
+    expect(r.files.length).toBe(4);
   }, SLOW);
 });

@@ -12,7 +12,7 @@ import { type Dataset, loadFixture } from '../src/data/index.js';
 import { modelsDir } from '../src/models/paths.js';
 import type { BaseClassifier } from '../certify/core.js';
 import { baseModels } from '../certify/load.js';
-import { CertifyLogMismatchError, type CertifyProgress, type LogRow, certifyImages, imageSeed, logPath, logSettings, planIndices, readLog, runCertify, settingsPath } from '../certify/run.js';
+import { LogSettingsMismatchError, type CertifyProgress, type LogRow, certifyImages, imageSeed, logPath, logSettings, planIndices, readLog, runCertify, settingsPath } from '../certify/run.js';
 import { maxCertifiableRadius } from '../certify/core.js';
 
 beforeAll(async () => {
@@ -136,7 +136,7 @@ describe('certify harness', () => {
     };
     const n = 1000;
     const alpha = 0.001;
-    await expect(runCertify({ ...common, n, alpha, bases: { thr: () => never }, sigmas: [0.25, 0.5], count: 4, outDir: dir })).rejects.toThrow(CertifyLogMismatchError);
+    await expect(runCertify({ ...common, n, alpha, bases: { thr: () => never }, sigmas: [0.25, 0.5], count: 4, outDir: dir })).rejects.toThrow(LogSettingsMismatchError);
     for (const sigma of [0.25, 0.5]) {
       const settings = logSettings({ dataset: dataset.name, base: 'thr', sigma, n0: common.n0, n, alpha, seed: common.seed });
       writeFileSync(settingsPath(logPath(dir, 'thr', sigma)), JSON.stringify(settings));
@@ -199,7 +199,7 @@ describe('certify on worker threads, built-in bases', () => {
     const again = (over: Partial<Parameters<typeof runCertify>[0]>) =>
       runCertify({ dataset: fixture, bases: { noisy: { kind: 'noisy', dataset: 'fashion-mnist' } }, sigmas: [0.25, 0.5], n0: 10, n: 40, alpha: 0.01, batchSize: 25, seed: 7, count: 1, outDir: dir, ...over });
     await expect(again({ n: 80 })).rejects.toThrow(/n: 40 then, 80 now/);
-    await expect(again({ alpha: 0.001 })).rejects.toThrow(CertifyLogMismatchError);
+    await expect(again({ alpha: 0.001 })).rejects.toThrow(LogSettingsMismatchError);
     await expect(again({ seed: 8 })).rejects.toThrow(/seed: 7 then, 8 now/);
     // other classifier weights (one byte changed): refused before anything is certified
     const bin = join(models, 'fashion-mnist', 'classifier.bin');

@@ -15,8 +15,11 @@
  * degraded the way a training image was. Resumable: one TSV of per-chunk sums, appended after every
  * chunk; a rerun skips the chunks it holds and rewrites the report from the log.
  */
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { openTsvLog } from '../util/tsv-log.js';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { LogSettingsMismatchError, openTsvLog, settingsDiff, settingsPath } from '../util/tsv-log.js';
+import { modelsDir } from '../models/paths.js';
+import { restoreWeightsPath } from '../models/restore-model.js';
+import { weightsFingerprint } from '../models/weights.js';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, loadFixture, take, type Dataset, type DatasetName } from '../data/index.js';
@@ -49,6 +52,12 @@ export interface CorruptionBenchOptions {
   seed?: number; // default 0
   /** Notes for the report (e.g. a preprocessor that was skipped). */
   notes?: string[];
+  /**
+   * What the rows depend on beyond these options, recorded beside the log (corruptions.settings.json) and
+   * checked on resume: `classifier` (e.g. the weights' hash) and, per preprocessor, its resolved settings
+   * and weights. A preprocessor whose record changed is refused; a new one is added to the record.
+   */
+  provenance?: { classifier?: unknown; preprocessors?: Partial<Record<PreprocessorName, unknown>> };
 }
 
 export interface ChunkRow {
@@ -116,7 +125,9 @@ export async function runCorruptionBench(o: CorruptionBenchOptions): Promise<{ m
     ...conditions.flatMap((condition) => severities.map((severity) => ({ condition, severity }))),
   ];
   const logPath = join(o.outDir, 'corruptions.tsv');
-  const rows = readLog(logPath).filter((r) => r.start < count && names.includes(r.preprocessor as PreprocessorName));
+  const all = readLog(logPath);
+  bindSettings(logPath, all, o, chunk, seed, names);
+  const rows = all.filter((r) => r.start < count && names.includes(r.preprocessor as PreprocessorName));
   const have = new Set(rows.map(key));
   const size = imageSize(o.data);
   const bar = new Progress(cells.length * count, 'bench corruptions', 10);
@@ -160,6 +171,32 @@ export async function runCorruptionBench(o: CorruptionBenchOptions): Promise<{ m
   return writeCorruptionReport(o, rows, { count, conditions, severities, preprocessors: names });
 }
 
+/**
+ * The log's settings record: the common part (data, seed, chunk size, classifier) must match for any row
+ * to be reused; each preprocessor's part must match for its rows. Preprocessors new to the log are added.
+ */
+function bindSettings(logPath: string, rows: ChunkRow[], o: CorruptionBenchOptions, chunk: number, seed: number, names: PreprocessorName[]): void {
+  const sp = settingsPath(logPath);
+  const common = { format: 'advpurify-corruptions-log/1', data: o.data.name, seed, chunk, classifier: o.provenance?.classifier ?? 'unrecorded' };
+  const fix = 'move the log aside or write into another --out';
+  const recorded = existsSync(sp) ? (JSON.parse(readFileSync(sp, 'utf8')) as typeof common & { preprocessors: Record<string, unknown> }) : undefined;
+  if (!recorded && rows.length > 0) throw new LogSettingsMismatchError(`${logPath} has ${rows.length} rows but no ${sp} recording the settings they were made with; ${fix}`);
+  const { preprocessors: was = {}, ...wasCommon } = recorded ?? { ...common, preprocessors: {} };
+  const differ = settingsDiff(wasCommon, common);
+  if (differ.length > 0) throw new LogSettingsMismatchError(`${logPath} was made with other settings (${differ.join('; ')}); ${fix}`);
+  const now: Record<string, unknown> = { ...was };
+  for (const name of names) {
+    const mine = o.provenance?.preprocessors?.[name] ?? 'unrecorded';
+    if (name in was) {
+      const d = settingsDiff({ [name]: was[name] }, { [name]: mine });
+      if (d.length > 0) throw new LogSettingsMismatchError(`${logPath}: preprocessor ${name} was run with other settings (${d.join('; ')}); ${fix}`);
+    } else if (rows.some((r) => r.preprocessor === name)) {
+      throw new LogSettingsMismatchError(`${logPath} has rows for ${name} but no record of its settings; ${fix}`);
+    } else now[name] = mine;
+  }
+  writeFileSync(sp, JSON.stringify({ ...common, preprocessors: now }, null, 1) + '\n');
+}
+
 // ---- what the CLI and scripts/bench-corruptions.ts call -------------------------------------------
 
 export interface CorruptionBenchArgs {
@@ -179,7 +216,7 @@ export interface CorruptionBenchArgs {
 }
 
 export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdown: string; files: string[]; cells: CellSummary[] }> {
-  const { createPurifier, loadClassifier } = await import('../purify/index.js');
+  const { createPurifier, loadClassifier, modelPath } = await import('../purify/index.js');
   const { jpegDefense, bitDepth, medianFilter } = await import('../../attacks/defenses.js');
   const dataset = a.dataset ?? 'fashion-mnist';
   const split = a.split ?? 'test';
@@ -192,9 +229,16 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
   const model = a.model ?? dataset;
   const restoreModel = a.restoreModel ?? model;
   const notes: string[] = [];
-  const purifier = async (o: Parameters<typeof createPurifier>[0]): Promise<Preprocess | undefined> => {
+  const provenance: { classifier: string; preprocessors: Partial<Record<PreprocessorName, unknown>> } = {
+    classifier: weightsFingerprint(join(modelsDir(), dataset, 'classifier')),
+    preprocessors: { raw: {}, jpeg: { quality: 75 }, bitdepth: { bits: 3 }, median: { size: 3 } },
+  };
+  const purifier = async (o: Parameters<typeof createPurifier>[0], as: PreprocessorName): Promise<Preprocess | undefined> => {
     try {
       const p = await createPurifier({ ...o, validate: false });
+      const weights = o?.mode === 'restore' ? restoreWeightsPath(modelPath(o.model ?? dataset)) : modelPath(o?.model ?? dataset);
+      const { tStar, steps, sampler, sigma, restorer, draws } = p.options;
+      provenance.preprocessors[as] = { mode: p.options.mode, tStar, steps, sampler, sigma: sigma ?? null, ...(o?.mode === 'restore' ? { restorer } : {}), draws, weights: weightsFingerprint(weights) };
       return (x, seed) => p.purify(x, { seed });
     } catch (e) {
       // a restoration model that is not trained yet: skip it unless it was asked for by name
@@ -204,13 +248,13 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
       return undefined;
     }
   };
-  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', restorer: 'x0' }) : undefined;
+  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', restorer: 'x0' }, 'restore') : undefined;
   const make: Record<PreprocessorName, () => Promise<Preprocess | undefined>> = {
     raw: async () => (x) => x.clone(),
-    diffpure: () => purifier({ model, mode: 'diffpure' }),
-    oneshot: () => purifier({ model, mode: 'oneshot' }),
+    diffpure: () => purifier({ model, mode: 'diffpure' }, 'diffpure'),
+    oneshot: () => purifier({ model, mode: 'oneshot' }, 'oneshot'),
     restore: async () => restore,
-    'restore-cold': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', restorer: 'cold' }) : undefined),
+    'restore-cold': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', restorer: 'cold' }, 'restore-cold') : undefined),
     jpeg: async () => jpegDefense(75).forward,
     bitdepth: async () => bitDepth(3).forward,
     median: async () => medianFilter.forward,
@@ -221,7 +265,7 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
     if (f) preprocessors[p] = f;
   }
   return runCorruptionBench({
-    data: a.count ? take(data, a.count) : data, classifier: (x) => clf.predict(x), preprocessors, notes,
+    data: a.count ? take(data, a.count) : data, classifier: (x) => clf.predict(x), preprocessors, notes, provenance,
     outDir: a.out ?? join('runs', dataset, `bench-corruptions${split === 'test' ? '' : `-${split}`}`),
     count: a.count, degradations: a.degradations, severities: a.severities as Severity[] | undefined, chunk: a.chunk, seed: a.seed,
   });

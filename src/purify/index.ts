@@ -47,7 +47,8 @@ export interface PurifiedImage {
 
 const diffusionCache = new Map<string, DiffusionModel>();
 
-function modelPath(model: string): string {
+/** The diffusion weights path (without suffix) of a shipped model name or a weights path. */
+export function modelPath(model: string): string {
   if (model.includes('/') || model.includes('\\')) return model;
   if (!/^[a-z0-9-]+$/.test(model) || !existsSync(join(modelsDir(), model))) {
     throw new PurifyError('UNKNOWN_MODEL', `unknown model ${JSON.stringify(model)} (shipped: fashion-mnist, mnist; or a path to weights)`, 'model');

@@ -16,7 +16,10 @@
  * images; universal patches are cached as JSON; seeds derive from (run seed, names, index).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { openTsvLog } from '../../util/tsv-log.js';
+import { LogSettingsMismatchError, bindLogSettings, openTsvLog, settingsDiff } from '../../util/tsv-log.js';
+import { modelsDir } from '../../models/paths.js';
+import { weightsFingerprint } from '../../models/weights.js';
+import { resolveOptions } from '../options.js';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../../backend/index.js';
 import { DataNotFoundError, imageSize, loadDataset, loadFixture, subset, type Dataset } from '../../data/index.js';
@@ -29,8 +32,9 @@ import { loadClassifier, loadDiffusionModel } from '../index.js';
 import { adaptive, type Target } from '../../../attacks/index.js';
 import { evasionPenalty, maskedBpda, pastePatch, patchPgd, trainUniversalPatch, type PatchPenalty } from '../../../attacks/patch.js';
 import { boxIoU, randomBox, type Box } from './box.js';
-import type { FoundPatch } from './localize.js';
-import { purifyAuto, purifyPatch, type PatchOptions } from './index.js';
+import { LOCALIZE_DEFAULTS, type FoundPatch } from './localize.js';
+import { INPAINT_DEFAULTS } from './inpaint.js';
+import { PATCH_DEFAULTS, purifyAuto, purifyPatch, type PatchOptions } from './index.js';
 import { writeReport, type BenchRow } from './bench-report.js';
 
 export const DEFENCES = ['none', 'diffpure', 'patch', 'auto'] as const;
@@ -59,6 +63,36 @@ export interface PatchBenchOptions {
   patch?: PatchOptions;
   seed?: number; // default 0
   gridExamples?: number; // default 4
+  /** Content hashes of the weights behind `classifier` and `model` (recorded with every log; see weightsFingerprint). */
+  models?: { classifier?: string; diffusion?: string };
+}
+
+/**
+ * What the rows of one (attack, defence, size) log depend on, defaults resolved: the attack's budget, the
+ * defence's settings and the weights it runs on. Only what that log uses, so e.g. a new diffusion model
+ * leaves the undefended logs valid. Recorded beside each log and with each cached universal patch.
+ */
+export function patchLogSettings(o: PatchBenchOptions, attack: PatchAttackName | 'clean', name: DefenceName, size: number): Record<string, unknown> {
+  const usesDiffusion = name !== 'none';
+  const r: Record<string, unknown> = {
+    format: 'advpurify-patch-log/1', test: o.test.name, attack, defence: name, size, seed: o.seed ?? 0,
+    models: { classifier: o.models?.classifier ?? 'unrecorded', ...(usesDiffusion ? { diffusion: o.models?.diffusion ?? 'unrecorded' } : {}) },
+  };
+  if (name === 'diffpure' || name === 'auto') {
+    const d = resolveOptions({ mode: 'diffpure', ...o.diffpure });
+    r.diffpure = { tStar: d.tStar, steps: d.steps, sampler: d.sampler };
+  }
+  if (name === 'patch' || name === 'auto') {
+    r.patch = {
+      margin: o.patch?.margin ?? PATCH_DEFAULTS.margin,
+      localize: { ...LOCALIZE_DEFAULTS, ...o.patch?.localize },
+      inpaint: { ...INPAINT_DEFAULTS, ...o.patch?.inpaint },
+    };
+  }
+  if (attack !== 'clean' && name !== 'none') r.attackGradient = { eot: o.eot ?? 2, ...(name === 'diffpure' ? { gradient: o.gradient ?? 'bpda' } : {}) };
+  if (attack === 'perimage') r.perimage = { steps: o.steps ?? 50, candidates: o.candidates ?? 8, restarts: o.restarts ?? 2 };
+  if (attack === 'universal') r.universal = { train: o.train.name, steps: o.universalSteps ?? 100, batch: o.universalBatch ?? 16 };
+  return r;
 }
 
 interface Defence {
@@ -95,8 +129,10 @@ function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
 
 const HEADER = 'index\tlabel\tprediction\tcorrect\tdetected\tiou\ttop\tleft\tsize\tseconds';
 
-function readRows(path: string): BenchRow[] {
-  return openTsvLog(path, HEADER).map((l) => l.map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
+function readRows(path: string, settings: Record<string, unknown>): BenchRow[] {
+  const lines = openTsvLog(path, HEADER);
+  bindLogSettings(path, settings, lines.length);
+  return lines.map((l) => l.map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
     .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, detected: v[4], iou: v[5], box: { top: v[6], left: v[7], size: v[8] }, seconds: v[9] }));
 }
 
@@ -110,13 +146,19 @@ function images(ds: Dataset, idx: readonly number[]): { x: Tensor4D; y: Int32Arr
 /** A universal patch for (defence, size), trained against the defended model once and cached. */
 function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number): tf.Tensor3D {
   const path = join(o.outDir, `universal-${name}-s${size}.json`);
-  if (existsSync(path)) return tf.tensor3d(JSON.parse(readFileSync(path, 'utf8')).patch, [size, size, o.train.shape[2]]);
+  const settings = patchLogSettings(o, 'universal', name, size);
+  if (existsSync(path)) {
+    const cached = JSON.parse(readFileSync(path, 'utf8')) as { patch: number[]; settings?: Record<string, unknown> };
+    const differ = settingsDiff(cached.settings ?? {}, settings);
+    if (differ.length > 0) throw new LogSettingsMismatchError(`${path} was trained with other settings (${differ.join('; ')}); move it aside or write into another --out`);
+    return tf.tensor3d(cached.patch, [size, size, o.train.shape[2]]);
+  }
   process.stderr.write(`bench patch: training the universal ${size}x${size} patch against ${name}\n`);
   const seed = hashSeed(o.seed ?? 0, 'universal', name, size);
   const { patch, losses } = trainUniversalPatch(def.target(seed), o.train, {
     size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty,
   });
-  writeFileSync(path, JSON.stringify({ defence: name, size, losses, patch: Array.from(patch.dataSync()) }) + '\n');
+  writeFileSync(path, JSON.stringify({ defence: name, size, settings, losses, patch: Array.from(patch.dataSync()) }) + '\n');
   return patch;
 }
 
@@ -175,7 +217,7 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
   let done = 0;
   for (const { attack, name, size } of jobs) {
     const log = join(o.outDir, `${attack}-${name}${size ? `-s${size}` : ''}.tsv`);
-    const rows = readRows(log).filter((r) => r.index < count);
+    const rows = readRows(log, patchLogSettings(o, attack, name, size)).filter((r) => r.index < count);
     const have = new Set(rows.map((r) => r.index));
     const patch = attack === 'universal' ? universal(o, name, defs[name], size) : undefined;
     for (let s = 0; s < count; s += chunk) {
@@ -221,7 +263,9 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
   const clf = await loadClassifier('fashion-mnist');
   const model = await loadDiffusionModel('fashion-mnist');
   const { out, split: _split, ...rest } = a;
-  return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
+  const dir = join(modelsDir(), 'fashion-mnist');
+  const models = { classifier: weightsFingerprint(join(dir, 'classifier')), diffusion: weightsFingerprint(join(dir, 'diffusion')) };
+  return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), models, outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
 }
 
 /** `advpurify bench patch [--count --steps --seed --out --split --attacks perimage,universal --defense none,diffpure,patch,auto --json]`. */
