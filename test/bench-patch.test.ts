@@ -60,6 +60,15 @@ describe('advpurify bench patch (smoke scale)', () => {
     const json = JSON.parse(readFileSync(join(dir, 'patch-bench.json'), 'utf8'));
     expect(json.summaries.length).toBeGreaterThanOrEqual(6);
     expect(r.markdown).toMatch(/perimage/);
+    // the certified baseline: 4x4 patches, stride 5, masks of side 8 (6 per axis asked, 5 distinct), 325 masked copies per image
+    expect(json.patchcleanser).toHaveLength(1);
+    expect(json.patchcleanser[0]).toMatchObject({ size: 4, masks: 25, evaluations: 325, n: 2 });
+    expect(json.patchcleanser[0].certifiedAccuracy).toBeLessThanOrEqual(json.patchcleanser[0].cleanAccuracy);
+    expect(r.markdown).toMatch(/\| 4x4 \| 25 \| 325 \| 2 \| [\d.]+% \| [\d.]+% \|/);
+    const pc = readFileSync(join(dir, 'patchcleanser-s4.tsv'), 'utf8').trim().split('\n');
+    expect(pc[0]).toBe('index\tlabel\tprediction\tcorrect\tcertified\tseconds');
+    expect(pc).toHaveLength(3);
+    expect(readFileSync(join(dir, 'patch-bench.svg'), 'utf8')).toMatch(/patchcleanser \(certified\)/);
   }, SLOW);
 
   it('saved adversarial images change only the pixels inside their box and stay in [0,1]', () => {

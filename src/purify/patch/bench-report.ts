@@ -7,6 +7,7 @@ import type { Box } from './box.js';
 import { purifyAuto, purifyPatch } from './index.js';
 import { Purifier } from '../purifier.js';
 import type { PatchBenchOptions } from './bench.js';
+import { cleanserMarkdown, type CleanserSummary } from './bench-patchcleanser.js';
 
 export interface BenchRow {
   index: number;
@@ -72,7 +73,7 @@ function markdown(sums: Summary[], sizes: number[], o: PatchBenchOptions): strin
   return lines.join('\n');
 }
 
-const COLORS = ['#555555', '#1f77b4', '#d62728', '#2ca02c'];
+const COLORS = ['#555555', '#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
 
 function svg(sums: Summary[], sizes: number[]): string {
   const defs = [...new Set(sums.map((s) => s.defence))];
@@ -128,14 +129,16 @@ async function grid(o: PatchBenchOptions, size: number): Promise<Buffer | undefi
   return sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
 }
 
-export async function writeReport(o: PatchBenchOptions, results: { attack: string; defence: string; size: number; rows: BenchRow[] }[]): Promise<{ markdown: string; files: string[] }> {
+export async function writeReport(o: PatchBenchOptions, results: { attack: string; defence: string; size: number; rows: BenchRow[] }[], cleanser: CleanserSummary[] = []): Promise<{ markdown: string; files: string[] }> {
   const sizes = o.sizes ?? [4, 6, 8];
   const sums = results.map(summarise);
-  const md = markdown(sums, sizes, o);
+  const md = markdown(sums, sizes, o) + cleanserMarkdown(cleanser);
+  // the plot shows the certified accuracy as a bar of its own: a lower bound on robust accuracy under any attack
+  const certifiedBars: Summary[] = cleanser.map((c) => ({ attack: 'perimage', defence: 'patchcleanser (certified)', size: c.size, n: c.n, accuracy: c.certifiedAccuracy, iou: null, detectionRate: null, secondsPerImage: c.secondsPerImage }));
   const files = ['patch-bench.json', 'patch-bench.md', 'patch-bench.svg'].map((f) => join(o.outDir, f));
-  writeFileSync(files[0], JSON.stringify({ dataset: o.test.name, options: { ...o, test: undefined, train: undefined, model: undefined, classifier: undefined }, summaries: sums }, null, 2) + '\n');
+  writeFileSync(files[0], JSON.stringify({ dataset: o.test.name, options: { ...o, test: undefined, train: undefined, model: undefined, classifier: undefined }, summaries: sums, patchcleanser: cleanser }, null, 2) + '\n');
   writeFileSync(files[1], md);
-  writeFileSync(files[2], svg(sums, sizes));
+  writeFileSync(files[2], svg([...sums, ...certifiedBars], sizes));
   const png = await grid(o, sizes.includes(6) ? 6 : sizes[0]);
   if (png) {
     files.push(join(o.outDir, 'patch-grid.png'));

@@ -36,6 +36,7 @@ import { LOCALIZE_DEFAULTS, type FoundPatch } from './localize.js';
 import { INPAINT_DEFAULTS } from './inpaint.js';
 import { PATCH_DEFAULTS, purifyAuto, purifyPatch, type PatchOptions } from './index.js';
 import { writeReport, type BenchRow } from './bench-report.js';
+import { runCleanser, type CleanserSummary } from './bench-patchcleanser.js';
 
 export const DEFENCES = ['none', 'diffpure', 'patch', 'auto'] as const;
 export type DefenceName = (typeof DEFENCES)[number];
@@ -63,6 +64,8 @@ export interface PatchBenchOptions {
   patch?: PatchOptions;
   seed?: number; // default 0
   gridExamples?: number; // default 4
+  /** The certified baseline (PatchCleanser double masking with `classifier`) per size; false: skip it. */
+  patchcleanser?: { perAxis?: number } | false;
   /** Content hashes of the weights behind `classifier` and `model` (recorded with every log; see weightsFingerprint). */
   models?: { classifier?: string; diffusion?: string };
 }
@@ -235,7 +238,13 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     results.push({ attack, defence: name, size, rows });
   }
   bar.done();
-  return writeReport(o, results);
+  const cleanser: CleanserSummary[] = [];
+  if (o.patchcleanser !== false) {
+    const pbar = new Progress(sizes.length * count, 'bench patch: patchcleanser', 10);
+    sizes.forEach((size, k) => cleanser.push(runCleanser(o, size, count, chunk, (d) => pbar.update(k * count + d, `${size}x${size}`))));
+    pbar.done();
+  }
+  return writeReport(o, results, cleanser);
 }
 
 /** What the CLI and scripts/bench-patch.ts pass: everything optional, data and models loaded here. */
@@ -258,11 +267,14 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
     test = subset(fx, Array.from({ length: 500 }, (_, i) => i), 'fashion-mnist/test-fixture');
     train = subset(fx, Array.from({ length: 500 }, (_, i) => 500 + i), 'fashion-mnist/fixture-train');
   }
-  for (const d of a.defences ?? []) if (!DEFENCES.includes(d)) throw new Error(`unknown defence "${d}" (${DEFENCES.join(', ')})`);
+  for (const d of a.defences ?? []) if (!DEFENCES.includes(d) && (d as string) !== 'patchcleanser') throw new Error(`unknown defence "${d}" (${[...DEFENCES, 'patchcleanser'].join(', ')})`);
+  const cleanserAsked = a.defences === undefined || (a.defences as string[]).includes('patchcleanser');
   for (const t of a.attacks ?? []) if (t !== 'perimage' && t !== 'universal') throw new Error(`unknown attack "${t}" (perimage, universal)`);
   const clf = await loadClassifier('fashion-mnist');
   const model = await loadDiffusionModel('fashion-mnist');
   const { out, split: _split, ...rest } = a;
+  rest.defences = a.defences?.filter((d) => d !== ('patchcleanser' as string));
+  if (!cleanserAsked) rest.patchcleanser = false;
   const dir = join(modelsDir(), 'fashion-mnist');
   const models = { classifier: weightsFingerprint(join(dir, 'classifier')), diffusion: weightsFingerprint(join(dir, 'diffusion')) };
   return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), models, outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
