@@ -28,6 +28,8 @@ export const OPTIONS = {
   checkpoint: { type: 'string' },
   'noise-sigma': { type: 'string' },
   'weights-dtype': { type: 'string' },
+  'mask-aug': { type: 'string' },
+  'cleanser-classifiers': { type: 'string' },
   variant: { type: 'string' },
   base: { type: 'string' },
   n0: { type: 'string' },

@@ -114,7 +114,7 @@ const train: Command = async (pos, f) => {
       dataset, seed, weightsDtype, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
-      init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'),
+      init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'), maskAug: numList(f['mask-aug'], 'mask-aug'),
     });
     out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
   } else if (what === 'diffusion') {

@@ -8,6 +8,8 @@ import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
 import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, type ClassifierMeta } from '../models/classifier.js';
 import type { WeightsDtype } from '../models/weights.js';
+import type { Rect } from '../purify/patch/box.js';
+import { maskSet } from '../purify/patch/patchcleanser.js';
 import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
@@ -37,6 +39,12 @@ export interface TrainClassifierOptions {
   init?: string;
   /** With an adversary: validation images attacked each epoch for the robust accuracy that picks the saved epoch (default 1000). */
   robustValCount?: number;
+  /**
+   * PatchCleanser-style mask augmentation: each training image gets 0, 1 or 2 (equally likely) masks of
+   * the mask set for a patch side drawn from these sizes (pixels zeroed), so that the classifier keeps its
+   * label under the double masking it is certified with.
+   */
+  maskAug?: number[];
   /** Storage of the saved weights (default float16); uint8 for secondary models under the size budget. */
   weightsDtype?: WeightsDtype;
   log?: (line: string) => void;
@@ -176,8 +184,10 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const totalSteps = stepsPerEpoch * o.epochs;
   const vars = model.trainableWeights.map((v) => v.read() as tf.Variable);
   const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
+  const maskSets = o.maskAug?.length ? o.maskAug.map((p) => maskSet(h, w, { patch: p })) : undefined;
   for (; epoch < o.epochs; epoch++) {
     const rng = mulberry32(o.seed * 1000 + epoch);
+    const maskRng = mulberry32(o.seed * 1000 + epoch + 0x6d61736b); // its own stream: plain training's draws are unchanged
     const order = permutation(train.count, o.seed * 7919 + epoch);
     const bar = new Progress(stepsPerEpoch, `classifier epoch ${epoch + 1}/${o.epochs}`);
     const xb = new Float32Array(o.batchSize * size);
@@ -187,6 +197,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       for (let i = 0; i < o.batchSize; i++) {
         const j = order[s * o.batchSize + i];
         augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
+        if (maskSets) applyRandomMasks(xb.subarray(i * size, (i + 1) * size), h, w, c, maskSets, maskRng);
         yb[i] = train.labels[j];
       }
       const noiseSeed = Math.floor(rng() * 2 ** 31);
@@ -236,4 +247,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   model.dispose();
   opt.dispose();
   return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : 'clean' };
+}
+
+/** Zero 0, 1 or 2 (equally likely) masks of one randomly chosen mask set in one image [h*w*c] (in place). */
+function applyRandomMasks(img: Float32Array, h: number, w: number, c: number, sets: Rect[][], rng: () => number): void {
+  const set = sets[Math.floor(rng() * sets.length)];
+  const k = Math.floor(rng() * 3);
+  for (let m = 0; m < k; m++) {
+    const r = set[Math.floor(rng() * set.length)];
+    for (let y = r.top; y < Math.min(h, r.top + r.height); y++) img.fill(0, (y * w + r.left) * c, (y * w + Math.min(w, r.left + r.width)) * c);
+  }
 }

@@ -9,10 +9,13 @@ import { join } from 'node:path';
 import { batch } from '../../data/index.js';
 import { tf } from '../../backend/index.js';
 import { bindLogSettings, openTsvLog } from '../../util/tsv-log.js';
+import type { LogitsFn } from '../../types.js';
 import type { PatchBenchOptions } from './bench.js';
 import { maskSet, patchCleanser } from './patchcleanser.js';
 
 export interface CleanserSummary {
+  /** the classifier under double masking: 'classifier' (the undefended one) or a named variant */
+  classifier: string;
   size: number;
   perAxis: number;
   masks: number;
@@ -35,13 +38,13 @@ interface CleanserRow {
 
 const HEADER = 'index\tlabel\tprediction\tcorrect\tcertified\tseconds';
 
-/** Run (or resume) PatchCleanser on the first `count` test images for one patch size. */
-export function runCleanser(o: PatchBenchOptions, size: number, count: number, chunk: number, progress?: (done: number) => void): CleanserSummary {
+/** Run (or resume) PatchCleanser with one classifier on the first `count` test images for one patch size. */
+export function runCleanser(o: PatchBenchOptions, name: string, v: { classifier: LogitsFn; weights?: string }, size: number, count: number, chunk: number, progress?: (done: number) => void): CleanserSummary {
   const perAxis = (o.patchcleanser || {}).perAxis ?? 6;
   const [h, w] = o.test.shape;
-  const log = join(o.outDir, `patchcleanser-s${size}.tsv`);
+  const log = join(o.outDir, `patchcleanser${name === 'classifier' ? '' : `-${name}`}-s${size}.tsv`);
   const lines = openTsvLog(log, HEADER);
-  bindLogSettings(log, { format: 'advpurify-patchcleanser-log/1', test: o.test.name, size, perAxis, fill: 0, models: { classifier: o.models?.classifier ?? 'unrecorded' } }, lines.length);
+  bindLogSettings(log, { format: 'advpurify-patchcleanser-log/1', test: o.test.name, size, perAxis, fill: 0, models: { [name]: v.weights ?? 'unrecorded' } }, lines.length);
   const rows: CleanserRow[] = lines.map((l) => l.map(Number)).filter((v) => v.length === 6 && v.every(Number.isFinite))
     .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, certified: v[4] === 1, seconds: v[5] }))
     .filter((r) => r.index < count);
@@ -53,7 +56,7 @@ export function runCleanser(o: PatchBenchOptions, size: number, count: number, c
       const t0 = performance.now();
       const { x, y } = batch(o.test, idx);
       const labels = y.dataSync();
-      const r = patchCleanser(o.classifier, x, labels, { patch: size, perAxis });
+      const r = patchCleanser(v.classifier, x, labels, { patch: size, perAxis });
       tf.dispose([x, y]);
       evaluations = r.evaluations;
       const seconds = (performance.now() - t0) / 1000 / idx.length;
@@ -66,7 +69,7 @@ export function runCleanser(o: PatchBenchOptions, size: number, count: number, c
   const masks = maskSet(h, w, { patch: size, perAxis }).length;
   const n = Math.max(1, rows.length);
   return {
-    size, perAxis, masks, evaluations: evaluations || (masks * (masks + 1)) / 2, n: rows.length,
+    classifier: name, size, perAxis, masks, evaluations: evaluations || (masks * (masks + 1)) / 2, n: rows.length,
     cleanAccuracy: rows.filter((r) => r.correct).length / n,
     certifiedAccuracy: rows.filter((r) => r.certified).length / n,
     secondsPerImage: rows.reduce((a, r) => a + r.seconds, 0) / n,
@@ -79,13 +82,13 @@ export function cleanserMarkdown(sums: CleanserSummary[]): string {
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   return [
     '',
-    `## Certified baseline: PatchCleanser (double masking, ${sums[0].perAxis} x ${sums[0].perAxis} masks, masked pixels 0, the undefended classifier)`,
+    `## Certified baseline: PatchCleanser (double masking, up to ${sums[0].perAxis} masks per axis, masked pixels 0)`,
     '',
     'Certified accuracy is exact and holds against any attack with one patch of that size anywhere (a lower bound on robust accuracy); clean accuracy is double-masking inference on the clean images.',
     '',
-    '| patch | masks | evaluations / image | images | clean acc | certified robust acc | s / image |',
-    '|---|---|---|---|---|---|---|',
-    ...sums.map((s) => `| ${s.size}x${s.size} | ${s.masks} | ${s.evaluations} | ${s.n} | ${pct(s.cleanAccuracy)} | ${pct(s.certifiedAccuracy)} | ${s.secondsPerImage.toFixed(2)} |`),
+    '| classifier | patch | masks | evaluations / image | images | clean acc | certified robust acc | s / image |',
+    '|---|---|---|---|---|---|---|---|',
+    ...sums.map((s) => `| ${s.classifier} | ${s.size}x${s.size} | ${s.masks} | ${s.evaluations} | ${s.n} | ${pct(s.cleanAccuracy)} | ${pct(s.certifiedAccuracy)} | ${s.secondsPerImage.toFixed(2)} |`),
     '',
   ].join('\n');
 }

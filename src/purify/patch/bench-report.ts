@@ -134,7 +134,7 @@ export async function writeReport(o: PatchBenchOptions, results: { attack: strin
   const sums = results.map(summarise);
   const md = markdown(sums, sizes, o) + cleanserMarkdown(cleanser);
   // the plot shows the certified accuracy as a bar of its own: a lower bound on robust accuracy under any attack
-  const certifiedBars: Summary[] = cleanser.map((c) => ({ attack: 'perimage', defence: 'patchcleanser (certified)', size: c.size, n: c.n, accuracy: c.certifiedAccuracy, iou: null, detectionRate: null, secondsPerImage: c.secondsPerImage }));
+  const certifiedBars: Summary[] = cleanser.map((c) => ({ attack: 'perimage', defence: `patchcleanser${c.classifier === 'classifier' ? '' : ` ${c.classifier}`} (certified)`, size: c.size, n: c.n, accuracy: c.certifiedAccuracy, iou: null, detectionRate: null, secondsPerImage: c.secondsPerImage }));
   const files = ['patch-bench.json', 'patch-bench.md', 'patch-bench.svg'].map((f) => join(o.outDir, f));
   writeFileSync(files[0], JSON.stringify({ dataset: o.test.name, options: { ...o, test: undefined, train: undefined, model: undefined, classifier: undefined }, summaries: sums, patchcleanser: cleanser }, null, 2) + '\n');
   writeFileSync(files[1], md);

@@ -64,8 +64,12 @@ export interface PatchBenchOptions {
   patch?: PatchOptions;
   seed?: number; // default 0
   gridExamples?: number; // default 4
-  /** The certified baseline (PatchCleanser double masking with `classifier`) per size; false: skip it. */
-  patchcleanser?: { perAxis?: number } | false;
+  /**
+   * The certified baseline, PatchCleanser double masking, per size: with `classifier` (the undefended one)
+   * and any further `classifiers` (e.g. one trained with mask augmentation; name -> logits and weights
+   * hash); false: skip it.
+   */
+  patchcleanser?: { perAxis?: number; classifiers?: Record<string, { classifier: LogitsFn; weights?: string }> } | false;
   /** Content hashes of the weights behind `classifier` and `model` (recorded with every log; see weightsFingerprint). */
   models?: { classifier?: string; diffusion?: string };
 }
@@ -240,8 +244,15 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
   bar.done();
   const cleanser: CleanserSummary[] = [];
   if (o.patchcleanser !== false) {
-    const pbar = new Progress(sizes.length * count, 'bench patch: patchcleanser', 10);
-    sizes.forEach((size, k) => cleanser.push(runCleanser(o, size, count, chunk, (d) => pbar.update(k * count + d, `${size}x${size}`))));
+    const pbar = new Progress((1 + Object.keys((o.patchcleanser || {}).classifiers ?? {}).length) * sizes.length * count, 'bench patch: patchcleanser', 10);
+    const variants = { classifier: { classifier: o.classifier, weights: o.models?.classifier }, ...(o.patchcleanser?.classifiers ?? {}) };
+    let k = 0;
+    for (const [variant, v] of Object.entries(variants)) {
+      for (const size of sizes) {
+        const at = k++ * count;
+        cleanser.push(runCleanser(o, variant, v, size, count, chunk, (d) => pbar.update(at + d, `${variant} ${size}x${size}`)));
+      }
+    }
     pbar.done();
   }
   return writeReport(o, results, cleanser);
@@ -250,6 +261,8 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
 /** What the CLI and scripts/bench-patch.ts pass: everything optional, data and models loaded here. */
 export interface PatchBenchArgs extends Partial<Omit<PatchBenchOptions, 'test' | 'train' | 'model' | 'classifier' | 'outDir'>> {
   out?: string;
+  /** further shipped classifier variants for the PatchCleanser baseline (e.g. classifier-masked) */
+  cleanserClassifiers?: string[];
   /** 'test' (default; the Fashion-MNIST test set) or 'fixture' */
   split?: string;
 }
@@ -272,20 +285,29 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
   for (const t of a.attacks ?? []) if (t !== 'perimage' && t !== 'universal') throw new Error(`unknown attack "${t}" (perimage, universal)`);
   const clf = await loadClassifier('fashion-mnist');
   const model = await loadDiffusionModel('fashion-mnist');
-  const { out, split: _split, ...rest } = a;
+  const { out, split: _split, cleanserClassifiers, ...rest } = a;
   rest.defences = a.defences?.filter((d) => d !== ('patchcleanser' as string));
   if (!cleanserAsked) rest.patchcleanser = false;
+  else if (cleanserClassifiers?.length) {
+    const classifiers: Record<string, { classifier: LogitsFn; weights: string }> = {};
+    for (const name of cleanserClassifiers) {
+      const c = await loadClassifier('fashion-mnist', name);
+      classifiers[name] = { classifier: (x) => c.predict(x), weights: weightsFingerprint(join(modelsDir(), 'fashion-mnist', name)) };
+    }
+    rest.patchcleanser = { ...(rest.patchcleanser || {}), classifiers };
+  }
   const dir = join(modelsDir(), 'fashion-mnist');
   const models = { classifier: weightsFingerprint(join(dir, 'classifier')), diffusion: weightsFingerprint(join(dir, 'diffusion')) };
   return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), models, outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
 }
 
 /** `advpurify bench patch [--count --steps --seed --out --split --attacks perimage,universal --defense none,diffpure,patch,auto --json]`. */
-export async function benchPatchCli(f: { count?: string; steps?: string; seed?: string; out?: string; split?: string; attacks?: string; defense?: string; json?: boolean }): Promise<number> {
+export async function benchPatchCli(f: { count?: string; steps?: string; seed?: string; out?: string; split?: string; attacks?: string; defense?: string; 'cleanser-classifiers'?: string; json?: boolean }): Promise<number> {
   const int = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const r = await benchPatch({
     count: int(f.count), steps: int(f.steps), seed: int(f.seed), out: f.out, split: f.split,
     attacks: f.attacks?.split(',') as PatchAttackName[] | undefined, defences: f.defense?.split(',') as DefenceName[] | undefined,
+    cleanserClassifiers: f['cleanser-classifiers']?.split(','),
   });
   process.stdout.write(f.json ? `${JSON.stringify({ files: r.files })}\n` : r.markdown);
   return 0;
