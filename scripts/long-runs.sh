@@ -50,8 +50,10 @@ case "${1:-}" in
     step mnist-diffusion runs/mnist/diffusion.log node --import tsx scripts/train-diffusion.ts mnist 10000
     ;;
   b)
-    # the foundation's Fashion-MNIST diffusion model, to 20,000 steps; EMA to runs/fashion-mnist/diffusion-ema.*
-    step diffusion runs/fashion-mnist/diffusion.log node --import tsx scripts/train-diffusion.ts fashion-mnist 20000
+    # the foundation's Fashion-MNIST diffusion model: at a constant rate it had plateaued (validation PSNR +0.15 dB
+    # and clean accuracy after purification unchanged from step 4,200 to 6,100), so it ends at 10,000 steps with a
+    # cosine annealing of the rate from step 6,500; EMA to runs/fashion-mnist/diffusion-ema.*
+    step diffusion runs/fashion-mnist/diffusion.log node --import tsx scripts/train-diffusion.ts fashion-mnist 10000 6500
     ;;
   eval)
     # the default purifier (diffpure t* 450, 5 steps) and oneshot under the standard adaptive suite, both norms

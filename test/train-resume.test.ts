@@ -88,3 +88,19 @@ describe('classifier training resume', () => {
     expect(r.valAcc).toBe(meta.robustValAcc); // the run's score is the robust one
   }, 120_000);
 });
+
+describe('diffusion learning-rate schedule', () => {
+  it('warms up over 500 steps, stays constant, and with decayFrom anneals by a cosine to 0 at the last step', async () => {
+    const { diffusionLr } = await import('../src/train/diffusion.js');
+    const o = { lr: 1e-3, steps: 10000 };
+    expect(diffusionLr(o, 0)).toBeCloseTo(2e-6, 12);
+    expect(diffusionLr(o, 499)).toBeCloseTo(1e-3, 12);
+    expect(diffusionLr(o, 9999)).toBe(1e-3); // no decay unless asked
+    const d = { ...o, decayFrom: 7000 };
+    expect(diffusionLr(d, 6999)).toBe(1e-3);
+    expect(diffusionLr(d, 7000)).toBeCloseTo(1e-3, 12);
+    expect(diffusionLr(d, 8500)).toBeCloseTo(5e-4, 12); // halfway
+    expect(diffusionLr(d, 10000)).toBeCloseTo(0, 12);
+    for (let s = 7000; s < 10000; s += 100) expect(diffusionLr(d, s + 100)).toBeLessThan(diffusionLr(d, s));
+  });
+});

@@ -29,6 +29,7 @@ export const OPTIONS = {
   'noise-sigma': { type: 'string' },
   'weights-dtype': { type: 'string' },
   'mask-aug': { type: 'string' },
+  'decay-from': { type: 'string' },
   'cleanser-classifiers': { type: 'string' },
   variant: { type: 'string' },
   base: { type: 'string' },

@@ -122,6 +122,7 @@ const train: Command = async (pos, f) => {
     await trainDiffusion({
       dataset, seed, out: f.out ?? join('models', dataset, 'diffusion'), checkpoint: f.checkpoint ?? join('runs', dataset, 'diffusion.ckpt'),
       steps: num(f.steps, 'steps') ?? 20000, batchSize: num(f['batch-size'], 'batch-size') ?? 64, lr: num(f.lr, 'lr') ?? 1e-3, checkpointEvery: 100,
+      decayFrom: num(f['decay-from'], 'decay-from'),
     });
   } else if (what === 'restore') {
     const { trainRestore } = await import('../train/restore.js');

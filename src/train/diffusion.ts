@@ -26,6 +26,11 @@ export interface TrainDiffusionOptions {
   lr: number;
   seed: number;
   emaDecay?: number;
+  /**
+   * Cosine decay of the learning rate to 0 from this step to `steps` (default: none, a constant rate after
+   * the warm-up). Lets a run that has plateaued at the constant rate end with an annealing phase.
+   */
+  decayFrom?: number;
   unet?: UNetConfig;
   checkpointEvery?: number;
   lowTFraction?: number;
@@ -85,8 +90,7 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
       augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, o.flip ?? mirrorKeepsClass(o.dataset));
       tb[i] = 1 + Math.floor(rng() * (rng() < lowFrac ? tLowMax : T));
     }
-    const warm = Math.min(1, (step + 1) / 500);
-    (opt as unknown as { learningRate: number }).learningRate = o.lr * warm;
+    (opt as unknown as { learningRate: number }).learningRate = diffusionLr(o, step);
     const noiseSeed = Math.floor(rng() * 2 ** 31);
     const lossT = tf.tidy(() => {
       const x0 = tf.tensor4d(xb, [B, h, w, c]).mul(2).sub(1) as Tensor4D;
@@ -115,4 +119,12 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
   tf.dispose(Object.values(vars));
   tf.dispose(Object.values(ema));
   opt.dispose();
+}
+
+/** The learning rate at `step` (0-based): linear warm-up over 500 steps, then constant, then the optional cosine decay. */
+export function diffusionLr(o: Pick<TrainDiffusionOptions, 'lr' | 'steps' | 'decayFrom'>, step: number): number {
+  const warm = Math.min(1, (step + 1) / 500);
+  const d = o.decayFrom;
+  const decay = d !== undefined && step >= d && o.steps > d ? 0.5 * (1 + Math.cos((Math.PI * (step - d)) / (o.steps - d))) : 1;
+  return o.lr * warm * decay;
 }
