@@ -49,7 +49,6 @@ export function runCleanser(o: PatchBenchOptions, name: string, v: { classifier:
     .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, certified: v[4] === 1, seconds: v[5] }))
     .filter((r) => r.index < count);
   const have = new Set(rows.map((r) => r.index));
-  let evaluations = 0;
   for (let s = 0; s < count; s += chunk) {
     const idx = Array.from({ length: Math.min(chunk, count - s) }, (_, i) => s + i).filter((i) => !have.has(i));
     if (idx.length > 0) {
@@ -58,7 +57,6 @@ export function runCleanser(o: PatchBenchOptions, name: string, v: { classifier:
       const labels = y.dataSync();
       const r = patchCleanser(v.classifier, x, labels, { patch: size, perAxis });
       tf.dispose([x, y]);
-      evaluations = r.evaluations;
       const seconds = (performance.now() - t0) / 1000 / idx.length;
       const fresh = idx.map((index, i) => ({ index, label: labels[i], prediction: r.prediction[i], correct: r.prediction[i] === labels[i], certified: r.certified[i], seconds }));
       appendFileSync(log, fresh.map((f) => [f.index, f.label, f.prediction, f.correct ? 1 : 0, f.certified ? 1 : 0, f.seconds.toFixed(3)].join('\t')).join('\n') + '\n');
@@ -69,7 +67,7 @@ export function runCleanser(o: PatchBenchOptions, name: string, v: { classifier:
   const masks = maskSet(h, w, { patch: size, perAxis }).length;
   const n = Math.max(1, rows.length);
   return {
-    classifier: name, size, perAxis, masks, evaluations: evaluations || (masks * (masks + 1)) / 2, n: rows.length,
+    classifier: name, size, perAxis, masks, evaluations: (masks * (masks + 1)) / 2, n: rows.length,
     cleanAccuracy: rows.filter((r) => r.correct).length / n,
     certifiedAccuracy: rows.filter((r) => r.certified).length / n,
     secondsPerImage: rows.reduce((a, r) => a + r.seconds, 0) / n,

@@ -244,8 +244,8 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
   bar.done();
   const cleanser: CleanserSummary[] = [];
   if (o.patchcleanser !== false) {
-    const pbar = new Progress((1 + Object.keys((o.patchcleanser || {}).classifiers ?? {}).length) * sizes.length * count, 'bench patch: patchcleanser', 10);
     const variants = { classifier: { classifier: o.classifier, weights: o.models?.classifier }, ...(o.patchcleanser?.classifiers ?? {}) };
+    const pbar = new Progress(Object.keys(variants).length * sizes.length * count, 'bench patch: patchcleanser', 10);
     let k = 0;
     for (const [variant, v] of Object.entries(variants)) {
       for (const size of sizes) {
