@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf } from '../src/backend/index.js';
-import { trainClassifier, type BatchAdversary, type TrainClassifierOptions } from '../src/train/classifier.js';
+import { trainClassifier, type BatchAdversary, type BatchPurifier, type TrainClassifierOptions } from '../src/train/classifier.js';
 import { pgdAdversary } from '../src/train/adversarial.js';
 import { loadWeights } from '../src/models/weights.js';
 
@@ -86,6 +86,73 @@ describe('classifier training resume', () => {
     expect(meta.robustValAcc).toBeGreaterThanOrEqual(0);
     expect(meta.robustValAcc).toBeLessThan(meta.valAcc); // eps 0.3 PGD against a barely trained net
     expect(r.valAcc).toBe(meta.robustValAcc); // the run's score is the robust one
+  }, 120_000);
+});
+
+describe('purification-aware classifier training', () => {
+  /** A stand-in purifier (inverts the images: its effect is visible) that records what it was given. */
+  function recorder(fraction: number, failAtCall?: number): BatchPurifier & { calls: { n: number; seed: number; u: number }[]; count: number } {
+    const r = {
+      method: 'test-invert',
+      fraction,
+      calls: [] as { n: number; seed: number; u: number }[],
+      count: 0,
+      purify(x: tf.Tensor4D, seed: number, u: number): tf.Tensor4D {
+        r.count++;
+        if (r.count === failAtCall) throw new Error('simulated crash');
+        r.calls.push({ n: x.shape[0], seed, u });
+        return tf.tidy(() => tf.sub(1, x) as tf.Tensor4D);
+      },
+      validate: { inverted: (x: tf.Tensor4D) => tf.tidy(() => tf.sub(1, x) as tf.Tensor4D) },
+    };
+    return r;
+  }
+
+  it('purifies the asked share of every batch, resumes with the same draws, and records validation after purification', async () => {
+    const lines: string[] = [];
+    const base = { ...opts('pa', adversary()), adversary: undefined, purifiedValCount: 100, log: (l: string) => lines.push(l) };
+    const straight = recorder(0.25);
+    const before = tf.memory().numTensors;
+    const r = await trainClassifier({ ...base, purifyAug: straight });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(straight.calls.map((c) => c.n)).toEqual([2, 2, 2, 2, 2, 2]); // round(0.25 * 8) of each of the 6 batches
+    expect(new Set(straight.calls.map((c) => c.seed)).size).toBe(6);
+    for (const c of straight.calls) expect(c.u >= 0 && c.u < 1).toBe(true);
+    expect(r.selectedBy).toBe('clean+purified');
+    expect(lines.find((l) => l.startsWith('epoch 1:'))).toMatch(/after purification inverted [\d.]+% \(100 images\)/);
+    const { meta, tensors } = loadWeights<{ valAcc: number; purifiedValAcc: Record<string, number>; trainedWith: { purifyAug: Record<string, unknown> } }>(base.out);
+    tf.dispose(Object.values(tensors));
+    expect(Object.keys(meta.purifiedValAcc)).toEqual(['inverted']);
+    expect(r.valAcc).toBeCloseTo((meta.valAcc + meta.purifiedValAcc.inverted) / 2, 10);
+    expect(meta.trainedWith.purifyAug).toMatchObject({ method: 'test-invert', fraction: 0.25 });
+    expect(Object.keys(meta.trainedWith.purifyAug)).not.toContain('validate');
+
+    const crashing = recorder(0.25, 6);
+    const resumedOpts = { ...base, out: join(dir, 'pa-resumed-weights'), checkpoint: join(dir, 'pa-resumed.ckpt') };
+    await expect(trainClassifier({ ...resumedOpts, purifyAug: crashing })).rejects.toThrow('simulated crash');
+    const resumed = recorder(0.25);
+    await trainClassifier({ ...resumedOpts, purifyAug: resumed });
+    expect(resumed.calls).toEqual(straight.calls.slice(4));
+    expect(readFileSync(join(dir, 'pa-resumed-weights.bin')).equals(readFileSync(join(dir, 'pa-weights.bin')))).toBe(true);
+  }, 120_000);
+
+  it('the diffpure augmenter draws t* from its list by u, is reproducible under a seed, and records the diffusion weights', async () => {
+    const { purifyAugmenter } = await import('../src/train/purify-aug.js');
+    const p = await purifyAugmenter({ model: 'fashion-mnist', tStars: [100, 600], steps: 2 });
+    expect(p).toMatchObject({ method: 'diffpure', tStars: [100, 600], steps: 2, fraction: 0.5 });
+    expect(p.diffusion).toMatch(/^[0-9a-f]{16}$/);
+    expect(Object.keys(p.validate)).toEqual(['t*=100', 't*=600']);
+    const x = tf.tidy(() => tf.randomUniform([2, 28, 28, 1], 0, 1, 'float32', 3) as tf.Tensor4D);
+    const before = tf.memory().numTensors;
+    const [a, b, c] = [p.purify(x, 5, 0.1), p.purify(x, 5, 0.1), p.purify(x, 5, 0.9)];
+    const diff = (u: tf.Tensor, v: tf.Tensor) => tf.tidy(() => u.sub(v).abs().max().dataSync()[0]);
+    expect(diff(a, b)).toBe(0);
+    // t* 600 moves the image further from the input than t* 100
+    expect(tf.tidy(() => c.sub(x).square().mean().dataSync()[0])).toBeGreaterThan(tf.tidy(() => a.sub(x).square().mean().dataSync()[0]));
+    tf.dispose([a, b, c]);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    await expect(purifyAugmenter({ model: 'fashion-mnist', tStars: [450], fraction: 1.5 })).rejects.toThrow(/purify-fraction/);
   }, 120_000);
 });
 

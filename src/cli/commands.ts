@@ -110,13 +110,20 @@ const train: Command = async (pos, f) => {
       : undefined;
     const weightsDtype = f['weights-dtype'] ?? 'float16';
     if (weightsDtype !== 'float16' && weightsDtype !== 'uint8') throw new UsageError(`--weights-dtype must be float16 or uint8, got "${weightsDtype}"`);
+    // purification-aware training: part of each batch purified by diffpure at a t* drawn from --purify-aug
+    const tStars = numList(f['purify-aug'], 'purify-aug');
+    const purifyAug = tStars?.length
+      ? await (await import('../train/purify-aug.js')).purifyAugmenter({
+          model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction: num(f['purify-fraction'], 'purify-fraction'),
+        })
+      : undefined;
     const r = await trainClassifier({
-      dataset, seed, weightsDtype, out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
+      dataset, seed, weightsDtype, purifyAug, purifiedValCount: num(f['purified-val-count'], 'purified-val-count'), out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
       init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'), maskAug: numList(f['mask-aug'], 'mask-aug'),
     });
-    out(f, r, `best validation accuracy ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
+    out(f, r, `best validation ${r.selectedBy === 'clean+purified' ? 'score (mean of clean and purified accuracies)' : 'accuracy'} ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
   } else if (what === 'diffusion') {
     const { trainDiffusion } = await import('../train/diffusion.js');
     await trainDiffusion({

@@ -4,6 +4,7 @@
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant --init --weights-dtype float16|uint8]
+ *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf

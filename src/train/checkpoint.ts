@@ -15,6 +15,8 @@ export async function saveCheckpoint(path: string, model: NamedTensors, optimize
   for (const [k, v] of Object.entries(model)) all[`model/${k}`] = v;
   opt.forEach((w, i) => (all[`opt/${i}/${w.name}`] = w.tensor));
   saveWeights(path, all, { ...state, optimizerOrder: opt.map((w) => w.name) });
+  // getWeights() makes a fresh scalar for the iteration count ('iter'); the rest are the optimizer's own variables
+  for (const w of opt) if (w.name === 'iter') w.tensor.dispose();
 }
 
 export function checkpointExists(path: string): boolean {

@@ -1,8 +1,10 @@
 /**
  * Train the CNN classifier (`advpurify train classifier`). Adam, cosine learning-rate decay,
  * shift/flip augmentation, optional Gaussian-noise augmentation (Cohen et al.'s training for
- * randomized smoothing: `noiseSigma`). Checkpoints every epoch; resumes; picks the epoch with the
- * best validation accuracy (validation = a split carved from the training data).
+ * randomized smoothing: `noiseSigma`), optional purification-aware fine-tuning (`purifyAug`: part of each
+ * batch replaced by its purified version, so the classifier behind `purify()` sees what the purifier
+ * outputs). Checkpoints every epoch; resumes; picks the epoch with the best validation score
+ * (validation = a split carved from the training data).
  */
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
@@ -45,16 +47,41 @@ export interface TrainClassifierOptions {
    * label under the double masking it is certified with.
    */
   maskAug?: number[];
+  /**
+   * Purification-aware training: in every batch the first round(fraction * batchSize) images are replaced by
+   * their purified versions (fresh purification draws every epoch). The epoch is then chosen by the mean of
+   * the clean validation accuracy and the validation accuracy after each of the purifier's `validate` settings.
+   */
+  purifyAug?: BatchPurifier;
+  /** With purifyAug: validation images purified per setting for the score that picks the saved epoch (default 1000). */
+  purifiedValCount?: number;
   /** Storage of the saved weights (default float16); uint8 for secondary models under the size budget. */
   weightsDtype?: WeightsDtype;
   log?: (line: string) => void;
 }
 
-/** The best validation score of the run: robust accuracy under the training attack for adversarial runs, else clean accuracy. */
+/**
+ * The best validation score of the run: robust accuracy under the training attack for adversarial runs,
+ * the mean of clean and purified accuracies for purification-aware runs, else clean accuracy.
+ */
 export type TrainClassifierResult = {
   valAcc: number;
-  selectedBy: 'clean' | 'robust';
+  selectedBy: 'clean' | 'robust' | 'clean+purified';
 };
+
+/** Purifies training batches (purification-aware training). Its data fields (t*, steps, weights hash, ...) are recorded in the saved weights' meta. */
+export interface BatchPurifier {
+  /** share of each batch that is purified, in (0, 1] */
+  fraction: number;
+  /**
+   * x [B,H,W,C] in [0,1] -> purified batch (the caller disposes it); `u` in [0,1) picks the setting (e.g. t*)
+   * for this batch, `seed` its noise; both come from the trainer's own stream, so a resumed run repeats them.
+   */
+  purify(x: Tensor4D, seed: number, u: number): Tensor4D;
+  /** The settings validation accuracy is measured after, by name (e.g. 't*=450'), x -> purified x with a fixed seed. */
+  validate: Record<string, (x: Tensor4D) => Tensor4D>;
+  [setting: string]: unknown;
+}
 
 /** Makes a training batch adversarial. Its data fields (eps, steps, ...) are recorded in the saved weights' meta. */
 export interface BatchAdversary {
@@ -107,9 +134,10 @@ export function recalibrateBatchNorm(model: tf.Sequential, ds: Dataset, n = 4096
         return [h.sum([0, 1, 2]), h.square().sum([0, 1, 2])];
       });
       m += idx.length;
-      sum = sum ? tf.tidy(() => sum!.add(a)) : a.clone();
-      sumSq = sumSq ? tf.tidy(() => sumSq!.add(b)) : b.clone();
-      tf.dispose([a, b]);
+      const [s0, q0] = [sum, sumSq];
+      sum = s0 ? tf.tidy(() => s0.add(a)) : a.clone();
+      sumSq = q0 ? tf.tidy(() => q0.add(b)) : b.clone();
+      tf.dispose([a, b, ...(s0 ? [s0] : []), ...(q0 ? [q0] : [])]);
     }
     const [h, w] = ((layers[k].input as tf.SymbolicTensor).shape.slice(1, 3) as number[]);
     const total = m * h * w;
@@ -188,6 +216,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   for (; epoch < o.epochs; epoch++) {
     const rng = mulberry32(o.seed * 1000 + epoch);
     const maskRng = mulberry32(o.seed * 1000 + epoch + 0x6d61736b); // its own stream: plain training's draws are unchanged
+    const purifyRng = mulberry32(o.seed * 1000 + epoch + 0x70757269); // likewise
     const order = permutation(train.count, o.seed * 7919 + epoch);
     const bar = new Progress(stepsPerEpoch, `classifier epoch ${epoch + 1}/${o.epochs}`);
     const xb = new Float32Array(o.batchSize * size);
@@ -202,18 +231,22 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       }
       const noiseSeed = Math.floor(rng() * 2 ** 31);
       const advSeed = o.adversary ? Math.floor(rng() * 2 ** 31) : 0; // (plain training's stream is unchanged)
+      const purifySeed = o.purifyAug ? Math.floor(purifyRng() * 2 ** 31) : 0;
+      const purifyU = o.purifyAug ? purifyRng() : 0;
       if (s < resumeAt) continue; // replay of a resumed epoch: same batches and random draws, no training
       (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));
       // dropout masks from (seed, step), not Math.random: a run, resumed or not, is reproducible
       for (const d of dropouts) d.seed = (o.seed * 1_000_003 + step) >>> 0;
       const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model, advSeed));
+      const purified = o.purifyAug && purifyBatch(o.purifyAug, adv ?? xb, [o.batchSize, h, w, c], purifySeed, purifyU);
       const loss = opt.minimize(() => tf.tidy(() => {
-        let x = adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]);
+        let x = purified ?? adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]);
         if (o.noiseSigma) x = x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', noiseSeed));
         const logits = model.apply(x, { training: true }) as tf.Tensor2D;
         return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(yb, 'int32'), meta.classNames.length), logits) as tf.Scalar;
       }), true, vars);
       adv?.dispose();
+      purified?.dispose();
       if (loss) {
         if (s % 5 === 0) {
           const l = loss.dataSync()[0];
@@ -234,19 +267,60 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     const valAcc = accuracy(noisyPredict, val);
     // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
     const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
-    const score = robustVal ?? valAcc;
+    const purifiedVal = o.purifyAug ? purifiedAccuracies(clf, o.purifyAug, val, o.purifiedValCount ?? 1000) : undefined;
+    const purifiedMean = purifiedVal && Object.values(purifiedVal).reduce((p, q) => p + q, 0) / Object.keys(purifiedVal).length;
+    const score = robustVal ?? (purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : valAcc);
     log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}` +
-      (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : ''));
+      (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : '') +
+      (purifiedVal ? `, after purification ${Object.entries(purifiedVal).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}%`).join(', ')} (${Math.min(o.purifiedValCount ?? 1000, val.count)} images)` : ''));
     if (score > best) {
       best = score;
-      saveClassifier(o.out, clf, { valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), epoch: epoch + 1, trainedWith: { ...o, log: undefined } }, o.weightsDtype);
+      saveClassifier(o.out, clf, {
+        valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), ...(purifiedVal ? { purifiedValAcc: purifiedVal } : {}),
+        epoch: epoch + 1, trainedWith: { ...o, log: undefined, purifyAug: o.purifyAug && settingsOf(o.purifyAug) },
+      }, o.weightsDtype);
       log(`  saved ${o.out} (best val so far)`);
     }
     await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch: epoch + 1, step, seed: o.seed, bestVal: best });
   }
   model.dispose();
   opt.dispose();
-  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : 'clean' };
+  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : o.purifyAug ? 'clean+purified' : 'clean' };
+}
+
+/** A batch whose first round(fraction * B) images are purified (from a Float32Array batch or an adversarial tensor). */
+function purifyBatch(p: BatchPurifier, x: Float32Array | Tensor4D, shape: [number, number, number, number], seed: number, u: number): Tensor4D {
+  return tf.tidy(() => {
+    const full = x instanceof Float32Array ? tf.tensor4d(x, shape) : x;
+    const k = Math.min(shape[0], Math.max(1, Math.round(p.fraction * shape[0])));
+    const head = tf.slice(full, [0, 0, 0, 0], [k, shape[1], shape[2], shape[3]]) as Tensor4D;
+    const cleaned = p.purify(head, seed, u);
+    if (k === shape[0]) return cleaned;
+    return tf.concat([cleaned, tf.slice(full, [k, 0, 0, 0], [shape[0] - k, shape[1], shape[2], shape[3]])], 0) as Tensor4D;
+  });
+}
+
+/** Validation accuracy after each of the purifier's validation settings, on the first `count` images. */
+export function purifiedAccuracies(clf: CnnClassifier, p: BatchPurifier, ds: Dataset, count: number, batchSize = 100): Record<string, number> {
+  const n = Math.min(count, ds.count);
+  const out: Record<string, number> = {};
+  for (const [name, f] of Object.entries(p.validate)) {
+    let correct = 0;
+    for (let s = 0; s < n; s += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
+      correct += tf.tidy(() => {
+        const { x, y } = batch(ds, idx);
+        return clf.predict(f(x as Tensor4D)).argMax(-1).equal(y).sum().dataSync()[0];
+      });
+    }
+    out[name] = correct / n;
+  }
+  return out;
+}
+
+/** The purifier's data fields (functions dropped), for the saved weights' meta. */
+function settingsOf(p: BatchPurifier): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(p).filter(([, v]) => typeof v !== 'function' && !(v && typeof v === 'object' && Object.values(v).some((q) => typeof q === 'function'))));
 }
 
 /** Zero 0, 1 or 2 (equally likely) masks of one randomly chosen mask set in one image [h*w*c] (in place). */
