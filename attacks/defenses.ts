@@ -143,20 +143,39 @@ export function purifierDefense(p: { purify(x: Tensor4D, o?: { seed?: number }):
   return { randomized, forward: (x, seed) => p.purify(x, { seed }) };
 }
 
-/** Parse a spec `name[:param]` ('jpeg:50', 'bitdepth:1', 'diffpure', 'adv', ...). */
-export function parseDefense(spec: string): { name: DefenseName; param?: number } {
-  const [name, param, ...extra] = spec.split(':');
+/**
+ * Parse a spec `name[:param][@classifier]` ('jpeg:50', 'bitdepth:1', 'diffpure', 'adv',
+ * 'diffpure@classifier-purified': the defence in front of another shipped classifier variant of the data set).
+ */
+export function parseDefense(spec: string): { name: DefenseName; param?: number; classifier?: string } {
+  const [head, classifier, ...more] = spec.split('@');
+  const [name, param, ...extra] = head.split(':');
   const value = param === undefined ? undefined : Number(param);
-  if (extra.length || (param !== undefined && !Number.isFinite(value)) || !(DEFENSE_NAMES as readonly string[]).includes(name)) {
-    throw new RangeError(`unknown defence "${spec}" (expected one of ${DEFENSE_NAMES.join(', ')}; jpeg:<quality>, bitdepth:<bits>)`);
+  if (more.length || extra.length || (param !== undefined && !Number.isFinite(value)) || !(DEFENSE_NAMES as readonly string[]).includes(name)) {
+    throw new RangeError(`unknown defence "${spec}" (expected one of ${DEFENSE_NAMES.join(', ')}; jpeg:<quality>, bitdepth:<bits>; @<classifier variant>)`);
   }
   if (param !== undefined && name !== 'jpeg' && name !== 'bitdepth') throw new RangeError(`defence ${name} takes no parameter ("${spec}")`);
-  return { name: name as DefenseName, param: value };
+  if (classifier !== undefined && !/^classifier(-[a-z0-9.]+)*$/.test(classifier)) {
+    throw new RangeError(`defence "${spec}": the classifier variant must be a shipped classifier name (classifier, classifier-<name>), got "${classifier}"`);
+  }
+  if (classifier !== undefined && name === 'adv') throw new RangeError(`defence adv is the classifier-adv variant itself; "${spec}" names another`);
+  return { name: name as DefenseName, param: value, ...(classifier !== undefined ? { classifier } : {}) };
+}
+
+/** The classifier variant behind a defence spec: its @variant, classifier-adv for adv, else the standard classifier. */
+export function defenseClassifier(spec: string): string {
+  const { name, classifier } = parseDefense(spec);
+  return classifier ?? (name === 'adv' ? 'classifier-adv' : 'classifier');
 }
 
 /** One line for reports: the defence and the gradient its adaptive attack uses. */
 export function describeDefense(spec: string, purify: PurifyOptions = {}): string {
-  const { name, param } = parseDefense(spec);
+  const { name, param, classifier } = parseDefense(spec);
+  const behind = classifier ? `; classifier ${classifier}` : '';
+  return describeGradient(name, param, purify) + behind;
+}
+
+function describeGradient(name: DefenseName, param: number | undefined, purify: PurifyOptions): string {
   if (name === 'none') return 'exact gradient (undefended)';
   if (name === 'adv') return 'exact gradient (PGD-trained classifier, no preprocessing)';
   if (name === 'jpeg') return `BPDA (identity backward) through real JPEG q=${param ?? 75}`;
@@ -180,7 +199,7 @@ export interface DefenseContext {
 /** Build a defence from its spec (see the table at the top). */
 export async function loadDefense(spec: string, ctx: DefenseContext): Promise<DefenseSetup> {
   const { name, param } = parseDefense(spec);
-  const clf = await loadClassifier(ctx.dataset, name === 'adv' ? 'classifier-adv' : 'classifier').catch((e: Error) => {
+  const clf = await loadClassifier(ctx.dataset, defenseClassifier(spec)).catch((e: Error) => {
     if (name !== 'adv') throw e;
     throw new Error(`defence adv needs models/${ctx.dataset}/classifier-adv: train it with \`advpurify train classifier --dataset ${ctx.dataset} --variant classifier-adv --init models/${ctx.dataset}/classifier --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7\` (${e.message})`);
   });

@@ -11,8 +11,9 @@ import { attackCost, logPath, runRobustness, type ImageRow, type RobustnessOptio
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-robustness-'));
 // A frozen copy of the shipped classifier: logs are tied to the weights they were computed with.
+const shipped = join(modelsDir(), 'fashion-mnist');
 mkdirSync(join(dir, 'models', 'fashion-mnist'), { recursive: true });
-for (const f of ['classifier.json', 'classifier.bin']) copyFileSync(join(modelsDir(), 'fashion-mnist', f), join(dir, 'models', 'fashion-mnist', f));
+for (const f of ['classifier.json', 'classifier.bin']) copyFileSync(join(shipped, f), join(dir, 'models', 'fashion-mnist', f));
 const savedModels = process.env.ADVPURIFY_MODELS;
 process.env.ADVPURIFY_MODELS = join(dir, 'models');
 afterAll(() => {
@@ -96,6 +97,32 @@ describe('bench robustness runner', () => {
     const lines = readFileSync(path, 'utf8').split('\n');
     writeFileSync(path, [JSON.stringify({ ...header, config: { ...header.config, purify: {} } }), ...lines.slice(1)].join('\n'));
     await expect(runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2 }))).rejects.toThrow(/different settings \(purify\)/);
+  });
+
+  it('a defence in front of another classifier variant (@variant) loads that variant, logs its weights, and bad specs are refused', async () => {
+    const m = join(dir, 'models', 'fashion-mnist');
+    // a second variant with different weights: the masked classifier, saved as classifier-other
+    for (const ext of ['json', 'bin']) copyFileSync(join(shipped, `classifier-masked.${ext}`), join(m, `classifier-other.${ext}`));
+    const o = join(dir, 'variant');
+    const opts = { eps: [0.1], count: 2, attacks: ['pgd' as const], build: undefined };
+    await runRobustness(base(o, { ...opts, defenses: ['none', 'none@classifier-other'] }));
+    const header = (d: string) => JSON.parse(readFileSync(logPath(o, d), 'utf8').split('\n')[0]);
+    expect(Object.keys(header('none').config.models)).toEqual(['classifier']);
+    expect(Object.keys(header('none@classifier-other').config.models)).toEqual(['classifier-other']);
+    expect(header('none@classifier-other').config.models['classifier-other']).not.toBe(header('none').config.models.classifier);
+    // the rows are the variant's: its clean correctness on each image
+    const { loadClassifier } = await import('../src/purify/index.js');
+    const { loadFixture } = await import('../src/data/index.js');
+    const other = await loadClassifier('fashion-mnist', 'classifier-other');
+    const fixture = loadFixture();
+    const x = tf.tensor4d(fixture.images.slice(0, 2 * 784), [2, 28, 28, 1]);
+    const pred = Array.from(tf.tidy(() => other.predict(x).argMax(-1).dataSync()));
+    x.dispose();
+    const rows = rowsOf(logPath(o, 'none@classifier-other')).sort((a, b) => a.index - b.index);
+    expect(rows.map((r) => r.clean)).toEqual(pred.map((p, i) => (p === fixture.labels[i] ? 1 : 0)));
+    await expect(runRobustness(base(o, { ...opts, defenses: ['none@nonsense'] }))).rejects.toThrow(/classifier variant/);
+    await expect(runRobustness(base(o, { ...opts, defenses: ['adv@classifier'] }))).rejects.toThrow(/adv is the classifier-adv variant/);
+    await expect(runRobustness(base(o, { ...opts, defenses: ['none@classifier-missing'] }))).rejects.toThrow(/classifier-missing/);
   });
 
   it('worker threads log the same rows as an in-process run', async () => {

@@ -18,7 +18,7 @@ import { weightsFingerprint } from '../../src/models/weights.js';
 import { resolveOptions, type PurifyOptions } from '../../src/purify/index.js';
 import { Progress } from '../../src/util/progress.js';
 import type { Norm } from '../common.js';
-import { describeDefense, parseDefense, purifierMode, type DefenseSetup } from '../defenses.js';
+import { defenseClassifier, describeDefense, parseDefense, purifierMode, type DefenseSetup } from '../defenses.js';
 import { PRESETS, defaultAttacks, type AttackName, type AttackSettings, type PresetName } from './config.js';
 import type { ImageRow } from './evaluate.js';
 import { LOG_FORMAT, appendRows, logPath, openLog, rowKey, type LogHeader } from './log.js';
@@ -61,9 +61,10 @@ export interface RobustnessResult {
 function modelFingerprint(dataset: string, defense: string): Record<string, string> {
   const { name } = parseDefense(defense);
   const mode = purifierMode(name);
-  const files = [name === 'adv' ? 'classifier-adv' : 'classifier', ...(mode === 'restore' ? ['restore'] : mode ? ['diffusion'] : [])];
+  const clf = defenseClassifier(defense);
+  const files = [clf, ...(mode === 'restore' ? ['restore'] : mode ? ['diffusion'] : [])];
   const out: Record<string, string> = {};
-  for (const f of files) out[f] = weightsFingerprint(join(modelsDir(), dataset, f));
+  for (const f of files) out[f] = weightsFingerprint(join(modelsDir(), dataset, f)); // (keys as before @variant existed)
   return out;
 }
 
