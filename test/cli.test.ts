@@ -60,4 +60,16 @@ describe('advpurify CLI', () => {
     const r4 = await cli(['frobnicate']);
     expect(r4.code).toBe(2);
   });
+
+  it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {
+    const { COMMAND_HELP } = await import('../src/cli/index.js');
+    const { OPTIONS } = await import('../src/cli/args.js');
+    const r = await cli(['train', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^usage: advpurify train classifier\|diffusion\|restore/);
+    expect(r.stdout).toContain('--purify-aug');
+    for (const [cmd, text] of Object.entries(COMMAND_HELP)) {
+      for (const [, flag] of text.matchAll(/--([a-z][a-z0-9-]*)/g)) expect(Object.keys(OPTIONS), `${cmd} --help names --${flag}`).toContain(flag);
+    }
+  });
 });

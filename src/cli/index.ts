@@ -26,6 +26,42 @@ commands:
   serve                    HTTP server (same as npm start)
 run 'advpurify <command> --help' for the command's options (see README).`;
 
+/** `advpurify <command> --help`: the command's usage and options. */
+export const COMMAND_HELP: Record<string, string> = {
+  purify: `usage: advpurify purify <in> -o <out.png> [options]
+  --mode diffpure|oneshot|none|patch|auto|restore   (default diffpure)
+  --t-star N      diffusion step to noise to, 1..1000 (default 450)
+  --steps K       reverse steps (default 5)      --sampler ddpm|ddim
+  --sigma S       oneshot: pixel-scale noise level; restore: the degradation's level
+  --restorer x0|cold   restore mode's design     --draws K
+  --seed N        reproducible randomness (default: fresh from the OS)
+  --keep-size     resize the output back to the input's size
+  --model NAME|DIR     shipped model (fashion-mnist, mnist) or a weights directory
+  --json          machine-readable result on stdout`,
+  classify: `usage: advpurify classify <in> [--purify [purify options]] [--variant classifier-<name>] [--draws K] [--json]`,
+  eval: `usage: advpurify eval --dataset fashion-mnist|mnist --split val|test|fixture [--count N] [--variant classifier-<name>] [--mode ... --t-star N --steps K --seed N]
+       advpurify eval --denoise [--sigma 0.25,0.5,1] ...   one-shot denoising PSNR of the diffusion model`,
+  train: `usage: advpurify train classifier|diffusion|restore --dataset fashion-mnist|mnist [options]
+  all:        --seed N --lr X --batch-size B --out PATH --checkpoint PATH   (checkpoints and resumes)
+  classifier: --epochs E --variant NAME --init PATH --weights-dtype float16|uint8 --steps-per-epoch S
+              --noise-sigma S                 Gaussian-noise training (Cohen et al.)
+              --adv-eps E --adv-steps K       PGD adversarial training (Madry et al.)
+              --mask-aug 4,6,8                PatchCleanser mask augmentation
+              --purify-aug 300,450,600 [--purify-fraction 0.5 --purify-steps 5 --purify-model NAME --purified-val-count 1000]
+                                              purification-aware training (part of each batch through diffpure)
+  diffusion:  --steps N --decay-from N
+  restore:    --steps N --init PATH --validate-every N`,
+  certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
+       [--count 100 --skip 1 --seed N --workers N --out DIR --json]`,
+  bench: `usage: advpurify bench perf
+       advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
+             --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
+             [--t-star N --steps K --workers N --out DIR --report-cost]
+       advpurify bench patch [--count 200 --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
+       advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]`,
+  serve: `usage: advpurify serve [--port 3000 --host 127.0.0.1 --workers N --model NAME|DIR]   (same as npm start)`,
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -40,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const { positionals, flags } = parse(rest);
     if (flags.help) {
-      process.stdout.write(`${HELP}\n`);
+      process.stdout.write(`${COMMAND_HELP[cmd] ?? HELP}\n`);
       return 0;
     }
     return (await run(positionals, flags)) ?? 0;
