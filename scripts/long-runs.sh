@@ -8,7 +8,8 @@
 #
 #   nohup scripts/long-runs.sh a >> runs/long-runs-a.log 2>&1 &
 #   nohup scripts/long-runs.sh b >> runs/long-runs-b.log 2>&1 &
-#   (after shipping the diffusion EMA) nohup scripts/long-runs.sh eval >> runs/long-runs-eval.log 2>&1 &
+#   (after shipping the diffusion EMA) nohup scripts/long-runs.sh eval1 >> runs/long-runs-eval1.log 2>&1 &
+#                                      nohup scripts/long-runs.sh eval2 >> runs/long-runs-eval2.log 2>&1 &
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
 set -u
@@ -55,12 +56,18 @@ case "${1:-}" in
     # cosine annealing of the rate from step 6,500; EMA to runs/fashion-mnist/diffusion-ema.*
     step diffusion runs/fashion-mnist/diffusion.log node --import tsx scripts/train-diffusion.ts fashion-mnist 10000 6500
     ;;
-  eval)
+  eval|eval1|eval2)
     # the default purifier (diffpure t* 450, 5 steps) and oneshot under the standard adaptive suite, both norms
-    step oneshot-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
-    step diffpure-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf
-    step diffpure-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2
-    step oneshot-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
+    # (~20 core-hours in all). `eval` runs the four in one lane; eval1 and eval2 split them over the two cores
+    # (each log is its own file, so the lanes never write the same log)
+    if [ "$1" != eval2 ]; then
+      step diffpure-linf runs/robustness/linf-diffpure.log $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf
+      step oneshot-l2 runs/robustness/l2-oneshot.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
+    fi
+    if [ "$1" != eval1 ]; then
+      step oneshot-linf runs/robustness/linf-oneshot.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
+      step diffpure-l2 runs/robustness/l2-diffpure.log $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2
+    fi
     ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing)
@@ -68,7 +75,7 @@ case "${1:-}" in
     $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
   *)
-    echo "usage: scripts/long-runs.sh a|b|eval|report" >&2
+    echo "usage: scripts/long-runs.sh a|b|eval|eval1|eval2|report" >&2
     exit 2
     ;;
 esac
