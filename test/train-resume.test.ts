@@ -156,6 +156,46 @@ describe('purification-aware classifier training', () => {
   }, 120_000);
 });
 
+describe('batch-norm recalibration', () => {
+  it('a noise classifier is calibrated on noisy images: the first BN layer holds the statistics of conv(x + noise)', async () => {
+    const { buildCnn } = await import('../src/models/classifier.js');
+    const { recalibrateBatchNorm, noisePrep } = await import('../src/train/classifier.js');
+    const { loadDataset, batch } = await import('../src/data/index.js');
+    const ds = loadDataset('mnist', 'train');
+    const stats = (m: tf.Sequential) => {
+      const bn = m.getLayer('bn1');
+      const get = (suffix: string) => Array.from(bn.weights.find((w) => w.originalName.endsWith(suffix))!.read().dataSync());
+      return { mean: get('moving_mean'), variance: get('moving_variance') };
+    };
+    const before = tf.memory().numTensors;
+    const noisy = buildCnn([28, 28, 1], 10, [4, 8, 16], 1);
+    recalibrateBatchNorm(noisy, ds, 512, 256, noisePrep(0.5));
+    const clean = buildCnn([28, 28, 1], 10, [4, 8, 16], 1);
+    recalibrateBatchNorm(clean, ds, 512, 256);
+    // expected: population statistics of c1 over the same two noisy batches
+    const prep = noisePrep(0.5)!;
+    const want = tf.tidy(() => {
+      const outs = [0, 1].map((i) => {
+        const { x, y } = batch(ds, Array.from({ length: 256 }, (_, k) => i * 256 + k));
+        y.dispose();
+        return noisy.getLayer('c1').apply(prep(x, i)) as tf.Tensor4D;
+      });
+      const h = tf.concat(outs, 0);
+      const { mean, variance } = tf.moments(h, [0, 1, 2]);
+      return { mean: Array.from(mean.dataSync()), variance: Array.from(variance.dataSync()) };
+    });
+    const got = stats(noisy);
+    for (let c = 0; c < 4; c++) {
+      expect(got.mean[c]).toBeCloseTo(want.mean[c], 4);
+      expect(Math.abs(got.variance[c] - want.variance[c])).toBeLessThan(1e-4 * want.variance[c] + 1e-6);
+      expect(got.variance[c]).toBeGreaterThan(stats(clean).variance[c] * 1.05); // noise adds variance clean statistics miss
+    }
+    noisy.dispose();
+    clean.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
 describe('diffusion learning-rate schedule', () => {
   it('warms up over 500 steps, stays constant, and with decayFrom anneals by a cosine to 0 at the last step', async () => {
     const { diffusionLr } = await import('../src/train/diffusion.js');
