@@ -7,7 +7,7 @@
 import { initBackend, tf } from '../src/backend/index.js';
 import { loadDataset, batch } from '../src/data/index.js';
 import { classifierFromWeights } from '../src/models/classifier.js';
-import { recalibrateBatchNorm } from '../src/train/classifier.js';
+import { applyRandomMasks, recalibrateBatchNorm } from '../src/train/classifier.js';
 import { maskSet, patchCleanser } from '../src/purify/patch/patchcleanser.js';
 import { mulberry32 } from '../src/util/rng.js';
 await initBackend();
@@ -28,16 +28,9 @@ const b = classifierFromWeights('models/fashion-mnist/classifier-masked', 'b');
 const sets = [4, 6, 8].map((p) => maskSet(28, 28, { patch: p }));
 const rng = mulberry32(99);
 recalibrateBatchNorm(b.model, train, 4096, 256, (xb) => tf.tidy(() => {
+  // the fine-tuning's augmentation: 0, 1 or 2 masks of one of the 4/6/8-pixel mask sets per image
   const d = xb.dataSync().slice();
-  const n = xb.shape[0];
-  for (let i = 0; i < n; i++) {
-    const set = sets[Math.floor(rng() * sets.length)];
-    const k = Math.floor(rng() * 3);
-    for (let m = 0; m < k; m++) {
-      const r = set[Math.floor(rng() * set.length)];
-      for (let yy = r.top; yy < Math.min(28, r.top + r.height); yy++) d.fill(0, i * 784 + yy * 28 + r.left, i * 784 + yy * 28 + Math.min(28, r.left + r.width));
-    }
-  }
+  for (let i = 0; i < xb.shape[0]; i++) applyRandomMasks(d.subarray(i * 784, (i + 1) * 784), 28, 28, 1, sets, rng);
   return tf.tensor4d(d, xb.shape);
 }));
 run('BN on mask-augmented images', b);

@@ -333,7 +333,7 @@ function settingsOf(p: BatchPurifier): Record<string, unknown> {
 }
 
 /** Zero 0, 1 or 2 (equally likely) masks of one randomly chosen mask set in one image [h*w*c] (in place). */
-function applyRandomMasks(img: Float32Array, h: number, w: number, c: number, sets: Rect[][], rng: () => number): void {
+export function applyRandomMasks(img: Float32Array, h: number, w: number, c: number, sets: Rect[][], rng: () => number): void {
   const set = sets[Math.floor(rng() * sets.length)];
   const k = Math.floor(rng() * 3);
   for (let m = 0; m < k; m++) {
