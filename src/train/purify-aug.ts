@@ -16,7 +16,7 @@ export interface PurifyAugOptions {
   tStars: number[];
   /** reverse steps per purification (default: purify()'s default) */
   steps?: number;
-  /** share of each batch purified (default 0.5: the classifier keeps its clean accuracy) */
+  /** share of each batch purified (default 0.5: the other half stays clean) */
   fraction?: number;
   /** seed of the validation purifications (fixed, so epochs are compared on the same draws) */
   validationSeed?: number;
