@@ -10,7 +10,7 @@ import { initBackend, tf } from '../src/backend/index.js';
 import { loadDataset } from '../src/data/index.js';
 import { assignWeights, buildCnn, CnnClassifier, saveClassifier, type ClassifierMeta } from '../src/models/classifier.js';
 import { loadWeights } from '../src/models/weights.js';
-import { accuracy, noisePrep, recalibrateBatchNorm } from '../src/train/classifier.js';
+import { accuracy, noisePrep, noisyPredictor, recalibrateBatchNorm } from '../src/train/classifier.js';
 
 const [path, sigmaArg, flag, out] = process.argv.slice(2);
 const sigma = Number(sigmaArg);
@@ -36,14 +36,13 @@ tf.dispose(Object.values(tensors));
 const clf = new CnnClassifier(model, clfMeta, 'recalibrated');
 const train = loadDataset(clfMeta.dataset as 'fashion-mnist' | 'mnist', 'train');
 const val = loadDataset(clfMeta.dataset as 'fashion-mnist' | 'mnist', 'val');
-// the trainer's validation: the same noise draw (seed 1) on every batch
-const noisy = (x: tf.Tensor4D) => tf.tidy(() => clf.predict(x.add(tf.randomNormal(x.shape, 0, sigma, 'float32', 1)) as tf.Tensor4D));
+const noisy = noisyPredictor(clf, sigma); // the trainer's validation
 const before = accuracy(noisy, val);
 recalibrateBatchNorm(model, train, 4096, 256, noisePrep(sigma));
 const after = accuracy(noisy, val);
 console.log(`${path}${isCkpt ? ` (checkpoint, epoch ${meta.epoch})` : ` (epoch ${meta.epoch})`}: val acc under noise sigma ${sigma}: ${(100 * before).toFixed(2)}% with clean BN statistics -> ${(100 * after).toFixed(2)}% with noisy ones`);
 if (out) {
-  const dtype = (meta.trainedWith as { weightsDtype?: 'float16' | 'uint8' } | undefined)?.weightsDtype ?? (clfMeta.trainedWith as { weightsDtype?: 'float16' | 'uint8' } | undefined)?.weightsDtype ?? 'float16';
+  const dtype = (clfMeta.trainedWith as { weightsDtype?: 'float16' | 'uint8' } | undefined)?.weightsDtype ?? 'float16';
   saveClassifier(out, clf, { valAcc: after, ...(isCkpt ? { epoch: meta.epoch } : {}), bnRecalibratedUnderNoise: { sigma, images: 4096, valAccBefore: before } }, dtype);
   console.log(`saved ${out} (${dtype})`);
 }

@@ -64,7 +64,7 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
   const clf = defenseClassifier(defense);
   const files = [clf, ...(mode === 'restore' ? ['restore'] : mode ? ['diffusion'] : [])];
   const out: Record<string, string> = {};
-  for (const f of files) out[f] = weightsFingerprint(join(modelsDir(), dataset, f)); // (keys as before @variant existed)
+  for (const f of files) out[f] = weightsFingerprint(join(modelsDir(), dataset, f));
   return out;
 }
 

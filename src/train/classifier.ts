@@ -7,7 +7,7 @@
  * (validation = a split carved from the training data).
  */
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
-import { batch, type Dataset, imageSize, loadDataset, type DatasetName } from '../data/index.js';
+import { batch, type Dataset, imageSize, loadDataset, take, type DatasetName } from '../data/index.js';
 import { buildCnn, CnnClassifier, assignWeights, namedWeights, saveClassifier, type ClassifierMeta } from '../models/classifier.js';
 import type { WeightsDtype } from '../models/weights.js';
 import type { Rect } from '../purify/patch/box.js';
@@ -266,8 +266,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     resumeAt = 0;
     bar.done();
     recalibrateBatchNorm(model, train, 4096, 256, noisePrep(o.noiseSigma));
-    const noisyPredict = (x: Tensor4D) => tf.tidy(() => clf.predict(o.noiseSigma ? (x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', 1)) as Tensor4D) : x));
-    const valAcc = accuracy(noisyPredict, val);
+    const valAcc = accuracy(noisyPredictor(clf, o.noiseSigma), val);
     // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
     const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
     const purifiedVal = o.purifyAug ? purifiedAccuracies(clf, o.purifyAug, val, o.purifiedValCount ?? 1000) : undefined;
@@ -311,20 +310,13 @@ function purifyBatch(p: BatchPurifier, x: Float32Array | Tensor4D, shape: [numbe
 
 /** Validation accuracy after each of the purifier's validation settings, on the first `count` images. */
 export function purifiedAccuracies(clf: CnnClassifier, p: BatchPurifier, ds: Dataset, count: number, batchSize = 100): Record<string, number> {
-  const n = Math.min(count, ds.count);
-  const out: Record<string, number> = {};
-  for (const [name, f] of Object.entries(p.validate)) {
-    let correct = 0;
-    for (let s = 0; s < n; s += batchSize) {
-      const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
-      correct += tf.tidy(() => {
-        const { x, y } = batch(ds, idx);
-        return clf.predict(f(x as Tensor4D)).argMax(-1).equal(y).sum().dataSync()[0];
-      });
-    }
-    out[name] = correct / n;
-  }
-  return out;
+  const head = take(ds, Math.min(count, ds.count));
+  return Object.fromEntries(Object.entries(p.validate).map(([name, f]) => [name, accuracy((x) => clf.predict(f(x)), head, batchSize)]));
+}
+
+/** The classifier on x + N(0, sigma^2) with one fixed noise draw (seed 1) per batch, as validation measures it; plain without sigma. */
+export function noisyPredictor(clf: CnnClassifier, sigma: number | undefined): (x: Tensor4D) => tf.Tensor2D {
+  return (x) => tf.tidy(() => clf.predict(sigma ? (x.add(tf.randomNormal(x.shape, 0, sigma, 'float32', 1)) as Tensor4D) : x));
 }
 
 /** The purifier's data fields (functions dropped), for the saved weights' meta. */
