@@ -191,3 +191,29 @@ describe('batch-norm gradient override', () => {
     tf.setBackend(prev);
   });
 });
+
+describe('backend initialisation', () => {
+  it('leaves no Emscripten process handlers, so an uncaught error prints itself and not the wasm glue', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join, resolve } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'advpurify-init-'));
+    try {
+      const script = join(dir, 'throws.mts');
+      const backend = resolve('src/backend/index.ts');
+      writeFileSync(script, `import { initBackend } from ${JSON.stringify(backend)};\n` +
+        `const info = await initBackend();\n` +
+        `console.log(info.name, process.listeners('uncaughtException').length, process.listeners('unhandledRejection').length);\n` +
+        `throw new Error('boom-from-test');\n`);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', env: { ...process.env, ADVPURIFY_BACKEND: 'wasm', ADVPURIFY_QUIET: '1' } });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout.trim()).toBe('wasm 0 0');
+      expect(r.stderr).toContain('boom-from-test');
+      expect(r.stderr).not.toContain('WasmBackendModule');
+      expect(r.stderr.length).toBeLessThan(4000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

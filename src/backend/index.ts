@@ -41,9 +41,28 @@ function usingGpu(): boolean {
   return Boolean(b.isGPUPackage && b.isUsingGpuDevice);
 }
 
+type ProcessEvent = 'uncaughtException' | 'unhandledRejection';
+const PROCESS_EVENTS: ProcessEvent[] = ['uncaughtException', 'unhandledRejection'];
+
+/**
+ * The wasm module (Emscripten) installs process handlers that re-throw every uncaught error from inside
+ * its own minified source, so Node prints ~30 kB of that one line above the real error. They change
+ * nothing else (Node throws uncaught errors and unhandled rejections by default), so we remove them.
+ */
+function withoutEmscriptenHandlers<T>(init: () => Promise<T>): Promise<T> {
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(process.listeners(e))]));
+  return init().finally(() => {
+    for (const e of PROCESS_EVENTS) {
+      for (const l of process.listeners(e)) {
+        if (!before.get(e)!.has(l)) process.removeListener(e, l as (...args: unknown[]) => void);
+      }
+    }
+  });
+}
+
 async function useWasm(): Promise<boolean> {
   try {
-    const ok = await tf.setBackend('wasm');
+    const ok = await withoutEmscriptenHandlers(() => tf.setBackend('wasm'));
     if (ok) registerWasmTrainingKernels();
     return ok;
   } catch {
