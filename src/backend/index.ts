@@ -50,12 +50,12 @@ const PROCESS_EVENTS: ProcessEvent[] = ['uncaughtException', 'unhandledRejection
  * nothing else (Node throws uncaught errors and unhandled rejections by default), so we remove them.
  */
 function withoutEmscriptenHandlers<T>(init: () => Promise<T>): Promise<T> {
-  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(process.listeners(e))]));
+  type Listener = (...args: unknown[]) => void;
+  const listeners = (e: ProcessEvent) => process.listeners(e as 'uncaughtException') as Listener[];
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(listeners(e))]));
   return init().finally(() => {
     for (const e of PROCESS_EVENTS) {
-      for (const l of process.listeners(e)) {
-        if (!before.get(e)!.has(l)) process.removeListener(e, l as (...args: unknown[]) => void);
-      }
+      for (const l of listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
     }
   });
 }
