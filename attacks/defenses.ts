@@ -183,7 +183,7 @@ function describeGradient(name: DefenseName, param: number | undefined, purify: 
   if (name === 'median') return 'exact sub-gradient of the 3x3 median';
   const o = resolveOptions({ ...purify, mode: purifierMode(name) });
   const what =
-    o.mode === 'diffpure' ? `diffpure t*=${o.tStar} steps=${o.steps} ${o.sampler}`
+    o.mode === 'diffpure' ? `diffpure t*=${o.tStar} steps=${o.steps} ${o.sampler}${o.guidance > 0 ? ` guidance=${o.guidance}` : ''}`
     : o.mode === 'restore' ? `restore (${o.restorer}; the level net's choice of t is piecewise constant, held fixed)`
     : `oneshot ${o.sigma !== undefined ? `sigma=${o.sigma}` : `t=${o.tStar}`}`;
   return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}, EOT` : `full gradient through every step of ${what}, EOT`;

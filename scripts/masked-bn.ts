@@ -29,7 +29,7 @@ const sets = [4, 6, 8].map((p) => maskSet(28, 28, { patch: p }));
 const rng = mulberry32(99);
 recalibrateBatchNorm(b.model, train, 4096, 256, (xb) => tf.tidy(() => {
   // the fine-tuning's augmentation: 0, 1 or 2 masks of one of the 4/6/8-pixel mask sets per image
-  const d = xb.dataSync().slice();
+  const d = Float32Array.from(xb.dataSync());
   for (let i = 0; i < xb.shape[0]; i++) applyRandomMasks(d.subarray(i * 784, (i + 1) * 784), 28, 28, 1, sets, rng);
   return tf.tensor4d(d, xb.shape);
 }));

@@ -73,6 +73,8 @@ describe('options: JSON Schemas, query coercion, what the app allows', () => {
     expect(thrown(() => parseQueryOptions({ steps: ['1', '2'] }))).toMatchObject({ status: 400, field: 'steps' });
     expect(thrown(() => parseQueryOptions({ steps: '1.5' }))).toMatchObject({ code: 'BAD_OPTION', field: 'steps' });
     expect(thrown(() => parseQueryOptions({ seed: '-1' }))).toMatchObject({ field: 'seed' });
+    expect(parseQueryOptions({ guidance: '0.5' })).toEqual({ guidance: 0.5 });
+    expect(thrown(() => parseQueryOptions({ guidance: '11' }))).toMatchObject({ code: 'BAD_OPTION', field: 'guidance' });
     expect(thrown(() => parseQueryOptions({ stpes: '1' }))).toMatchObject({ code: 'UNKNOWN_OPTION', field: 'stpes' });
   });
 
@@ -80,6 +82,7 @@ describe('options: JSON Schemas, query coercion, what the app allows', () => {
     expect(mergeOptions({ mode: 'oneshot' }, { draws: 3 }, ['draws'])).toMatchObject({ mode: 'oneshot', draws: 3 });
     expect(thrown(() => mergeOptions({ mode: 'oneshot' }, { mode: 'none' }, ['draws']))).toMatchObject({ code: 'OPTION_NOT_ALLOWED', field: 'mode' });
     expect(thrown(() => mergeOptions({}, { tStar: 4, steps: 8 }, OPTION_NAMES))).toMatchObject({ code: 'BAD_OPTION', field: 'steps' });
+    expect(thrown(() => mergeOptions({}, { guidance: 1, sampler: 'ddim' }, OPTION_NAMES))).toMatchObject({ code: 'BAD_OPTION', field: 'guidance' });
   });
 });
 

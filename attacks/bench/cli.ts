@@ -27,6 +27,7 @@ function purifyFlags(f: Flags): PurifyOptions {
   if (f.steps !== undefined) o.steps = num(f.steps, 'steps');
   if (f.sigma !== undefined) o.sigma = num(f.sigma, 'sigma');
   if (f.sampler !== undefined) o.sampler = f.sampler as PurifyOptions['sampler'];
+  if (f.guidance !== undefined) o.guidance = num(f.guidance, 'guidance');
   return o;
 }
 

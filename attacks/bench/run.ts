@@ -75,7 +75,8 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
  */
 export function purifyRecord(mode: 'diffpure' | 'oneshot' | 'restore', purify: PurifyOptions = {}): Record<string, unknown> {
   const r = resolveOptions({ ...purify, mode });
-  if (mode === 'diffpure') return { tStar: r.tStar, steps: r.steps, sampler: r.sampler };
+  // guidance is recorded only when used, so logs written before it existed keep matching
+  if (mode === 'diffpure') return { tStar: r.tStar, steps: r.steps, sampler: r.sampler, ...(r.guidance > 0 ? { guidance: r.guidance } : {}) };
   if (mode === 'oneshot') return r.sigma !== undefined ? { sigma: r.sigma } : { tStar: r.tStar };
   return { restorer: r.restorer, tStar: r.tStar, steps: r.steps, sampler: r.sampler, sigma: r.sigma };
 }

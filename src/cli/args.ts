@@ -12,6 +12,7 @@ export const OPTIONS = {
   sigma: { type: 'string' },
   seed: { type: 'string' },
   draws: { type: 'string' },
+  guidance: { type: 'string' },
   'keep-size': { type: 'boolean' },
   fit: { type: 'string' },
   purify: { type: 'boolean' },
@@ -100,6 +101,7 @@ export function purifyOptions(f: Flags): PurifyOptions {
   if (f.sigma) o.sigma = num(f.sigma, 'sigma');
   if (f.seed) o.seed = num(f.seed, 'seed');
   if (f.draws) o.draws = num(f.draws, 'draws');
+  if (f.guidance) o.guidance = num(f.guidance, 'guidance');
   if (f.restorer) o.restorer = f.restorer as PurifyOptions['restorer'];
   return o;
 }

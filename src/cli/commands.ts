@@ -90,8 +90,8 @@ const evalCmd: Command = async (_pos, f) => {
   const t0 = performance.now();
   const acc = evaluate(clf, ds, p, 50, `eval ${p ? p.options.mode : 'clean'}`);
   const s = (performance.now() - t0) / 1000;
-  out(f, { dataset: ds.name, count: ds.count, mode: p?.options.mode ?? 'none', tStar: p?.options.tStar, steps: p?.options.steps, sampler: p?.options.sampler, draws: p?.options.draws, accuracy: acc, seconds: s },
-    `${ds.name} (${ds.count}): accuracy ${(100 * acc).toFixed(2)}% [${p ? `${p.options.mode} t*=${p.t} steps=${p.options.steps} ${p.options.sampler} draws=${p.options.draws}` : 'no purification'}] ${s.toFixed(1)} s`);
+  out(f, { dataset: ds.name, count: ds.count, mode: p?.options.mode ?? 'none', tStar: p?.options.tStar, steps: p?.options.steps, sampler: p?.options.sampler, draws: p?.options.draws, guidance: p?.options.guidance, accuracy: acc, seconds: s },
+    `${ds.name} (${ds.count}): accuracy ${(100 * acc).toFixed(2)}% [${p ? `${p.options.mode} t*=${p.t} steps=${p.options.steps} ${p.options.sampler} draws=${p.options.draws}${p.options.guidance > 0 ? ` guidance=${p.options.guidance}` : ''}` : 'no purification'}] ${s.toFixed(1)} s`);
 };
 
 const train: Command = async (pos, f) => {

@@ -34,12 +34,13 @@ export const COMMAND_HELP: Record<string, string> = {
   --steps K       reverse steps (default 5)      --sampler ddpm|ddim
   --sigma S       oneshot: pixel-scale noise level; restore: the degradation's level
   --restorer x0|cold   restore mode's design     --draws K
+  --guidance G    diffpure (ddpm): guide each reverse step towards the input, 0..10 (default 0)
   --seed N        reproducible randomness (default: fresh from the OS)
   --keep-size     resize the output back to the input's size
   --model NAME|DIR     shipped model (fashion-mnist, mnist) or a weights directory
   --json          machine-readable result on stdout`,
   classify: `usage: advpurify classify <in> [--purify [purify options]] [--variant classifier-<name>] [--draws K] [--json]`,
-  eval: `usage: advpurify eval --dataset fashion-mnist|mnist --split val|test|fixture [--count N] [--variant classifier-<name>] [--mode ... --t-star N --steps K --seed N]
+  eval: `usage: advpurify eval --dataset fashion-mnist|mnist --split val|test|fixture [--count N] [--variant classifier-<name>] [--mode ... --t-star N --steps K --sampler S --guidance G --draws K --seed N]
        advpurify eval --denoise [--sigma 0.25,0.5,1] ...   one-shot denoising PSNR of the diffusion model`,
   train: `usage: advpurify train classifier|diffusion|restore --dataset fashion-mnist|mnist [options]
   all:        --seed N --lr X --batch-size B --out PATH --checkpoint PATH   (checkpoints and resumes)
@@ -56,7 +57,7 @@ export const COMMAND_HELP: Record<string, string> = {
   bench: `usage: advpurify bench perf
        advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
              --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
-             [--t-star N --steps K --workers N --out DIR --report-cost]
+             [--t-star N --steps K --sampler ddpm|ddim --guidance G --workers N --out DIR --report-cost]
        advpurify bench patch [--count 200 --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
        advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]`,
   serve: `usage: advpurify serve [--port 3000 --host 127.0.0.1 --workers N --model NAME|DIR]   (same as npm start)`,

@@ -10,6 +10,11 @@ import { tf, type Tensor4D } from '../backend/index.js';
 
 /** Noise predictor: x_t [N,H,W,C] in model scale, t per example -> predicted epsilon. */
 export type EpsModel = (xt: Tensor4D, t: tf.Tensor1D) => Tensor4D;
+/** Guidance of a reverse step towards a reference image y (model scale) with weight `scale` (0 = none). */
+export interface Guide {
+  y: Tensor4D;
+  scale: number;
+}
 
 export class GaussianDiffusion {
   readonly T: number;
@@ -82,16 +87,21 @@ export class GaussianDiffusion {
    * One ancestral DDPM step from t to t_prev (< t), possibly skipping steps (respaced DDPM):
    * posterior q(x_prev | x_t, x0_hat) with beta' = 1 - abar_t / abar_prev. `noise` ~ N(0, I).
    */
-  ddpmStep(xt: Tensor4D, t: number, tPrev: number, x0: Tensor4D, noise: Tensor4D): Tensor4D {
+  ddpmStep(xt: Tensor4D, t: number, tPrev: number, x0: Tensor4D, noise: Tensor4D, guide?: Guide): Tensor4D {
     return tf.tidy(() => {
       const ab = this.abar[t];
       const abPrev = this.abar[tPrev];
       const betaT = 1 - ab / abPrev;
       const c0 = (Math.sqrt(abPrev) * betaT) / (1 - ab);
       const ct = (Math.sqrt(1 - betaT) * (1 - abPrev)) / (1 - ab);
-      const mean = x0.mul(c0).add(xt.mul(ct));
+      let mean = x0.mul(c0).add(xt.mul(ct));
       if (tPrev === 0) return mean as Tensor4D;
       const variance = (betaT * (1 - abPrev)) / (1 - ab);
+      if (guide && guide.scale > 0) {
+        // GDMP-style guidance towards the input y (Wang et al. 2022), with the Gaussian likelihood
+        // p(x_t | y) = N(sqrt(abar_t) y, (1 - abar_t) I): mean += scale * variance * grad log p(x_t | y)
+        mean = mean.sub(xt.sub(guide.y.mul(Math.sqrt(ab))).mul((guide.scale * variance) / (1 - ab)));
+      }
       return mean.add(noise.mul(Math.sqrt(variance))) as Tensor4D;
     });
   }

@@ -10,7 +10,7 @@ import { HttpError } from './errors.js';
 /** Per-request bounds: what one HTTP request may ask for. */
 export const REQUEST_LIMITS = { maxSteps: 50, maxDraws: 16, maxTStar: LIMITS.T, maxSigma: LIMITS.maxSigma, maxSeed: LIMITS.maxSeed } as const;
 
-export const OPTION_NAMES = ['mode', 'tStar', 'steps', 'sampler', 'sigma', 'seed', 'draws', 'restorer'] as const;
+export const OPTION_NAMES = ['mode', 'tStar', 'steps', 'sampler', 'sigma', 'seed', 'draws', 'guidance', 'restorer'] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
 export type ClientOptions = Pick<PurifyOptions, OptionName>;
 
@@ -26,6 +26,7 @@ export const optionsSchema = {
     sigma: { type: 'number', exclusiveMinimum: 0, maximum: REQUEST_LIMITS.maxSigma },
     seed: { type: 'integer', minimum: 0, maximum: REQUEST_LIMITS.maxSeed },
     draws: { type: 'integer', minimum: 1, maximum: REQUEST_LIMITS.maxDraws },
+    guidance: { type: 'number', minimum: 0, maximum: LIMITS.maxGuidance },
     restorer: { enum: [...RESTORERS] },
   },
 } as const;

@@ -111,7 +111,7 @@ interface Item {
 
 const purifiers = new Map<string, Promise<ImagePurifier>>();
 function optionsKey(o: ResolvedOptions): string {
-  return JSON.stringify([o.mode, o.tStar, o.steps, o.sampler, o.sigma ?? null, o.draws, o.restorer]);
+  return JSON.stringify([o.mode, o.tStar, o.steps, o.sampler, o.sigma ?? null, o.draws, o.guidance, o.restorer]);
 }
 function purifierFor(o: ResolvedOptions): Promise<ImagePurifier> {
   const key = optionsKey(o);

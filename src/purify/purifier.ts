@@ -106,8 +106,9 @@ export class Purifier {
 
   private diffpure(x: Tensor4D, rng: Rng): Tensor4D {
     const d = this.model.diffusion;
-    const { tStar, steps, sampler } = this.options;
+    const { tStar, steps, sampler, guidance } = this.options;
     const ts = d.respace(tStar, steps);
+    const y = guidance > 0 ? toModelScale(x) : undefined;
     // One tidy per reverse step: only x_t survives a step, so memory stays at one U-Net pass
     // (a single tidy around all steps held every intermediate and exhausted the 4 GB wasm heap
     // at batch 64). Under a gradient tape the tape keeps what backprop needs.
@@ -120,10 +121,12 @@ export class Purifier {
         const eps = this.epsAt(prev, t);
         const x0 = d.predictX0(prev, t, eps);
         if (tPrev === 0) return fromModelScale(x0);
-        return sampler === 'ddim' ? d.ddimStep(t, tPrev, x0, d.predictEps(prev, t, x0)) : d.ddpmStep(prev, t, tPrev, x0, this.noise(x.shape, rng));
+        if (sampler === 'ddim') return d.ddimStep(t, tPrev, x0, d.predictEps(prev, t, x0));
+        return d.ddpmStep(prev, t, tPrev, x0, this.noise(x.shape, rng), y && { y, scale: guidance });
       });
       prev.dispose();
     }
+    y?.dispose();
     return xt;
   }
 
