@@ -34,7 +34,7 @@ export const COMMAND_HELP: Record<string, string> = {
   --steps K       reverse steps (default 5)      --sampler ddpm|ddim
   --sigma S       oneshot: pixel-scale noise level; restore: the degradation's level
   --restorer x0|cold   restore mode's design     --draws K
-  --guidance G    diffpure (ddpm): guide each reverse step towards the input, 0..10 (default 0)
+  --guidance G    diffpure (ddpm): weight of the input in each reverse step, 0..1 (default 0)
   --seed N        reproducible randomness (default: fresh from the OS)
   --keep-size     resize the output back to the input's size
   --model NAME|DIR     shipped model (fashion-mnist, mnist) or a weights directory

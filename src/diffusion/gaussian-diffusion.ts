@@ -10,7 +10,7 @@ import { tf, type Tensor4D } from '../backend/index.js';
 
 /** Noise predictor: x_t [N,H,W,C] in model scale, t per example -> predicted epsilon. */
 export type EpsModel = (xt: Tensor4D, t: tf.Tensor1D) => Tensor4D;
-/** Guidance of a reverse step towards a reference image y (model scale) with weight `scale` (0 = none). */
+/** Guidance of a reverse step towards a reference image y (model scale) with weight `scale` in [0, 1] (0 = none). */
 export interface Guide {
   y: Tensor4D;
   scale: number;
@@ -94,14 +94,14 @@ export class GaussianDiffusion {
       const betaT = 1 - ab / abPrev;
       const c0 = (Math.sqrt(abPrev) * betaT) / (1 - ab);
       const ct = (Math.sqrt(1 - betaT) * (1 - abPrev)) / (1 - ab);
-      let mean = x0.mul(c0).add(xt.mul(ct));
+      // Guidance towards a reference y (GDMP, Wang et al. 2022: mean -= k (x_t - sqrt(abar_t) y), the gradient
+      // of an MSE distance to y diffused to t), with k = scale * ct so that scale in [0, 1] reads as the weight
+      // of y's diffused mean in the x_t the step starts from; beyond 1 the step overshoots and diverges.
+      const g = guide && guide.scale > 0 ? Math.min(1, guide.scale) : 0;
+      const from = g > 0 ? xt.mul(1 - g).add(guide!.y.mul(g * Math.sqrt(ab))) : xt;
+      const mean = x0.mul(c0).add(from.mul(ct));
       if (tPrev === 0) return mean as Tensor4D;
       const variance = (betaT * (1 - abPrev)) / (1 - ab);
-      if (guide && guide.scale > 0) {
-        // GDMP-style guidance towards the input y (Wang et al. 2022), with the Gaussian likelihood
-        // p(x_t | y) = N(sqrt(abar_t) y, (1 - abar_t) I): mean += scale * variance * grad log p(x_t | y)
-        mean = mean.sub(xt.sub(guide.y.mul(Math.sqrt(ab))).mul((guide.scale * variance) / (1 - ab)));
-      }
       return mean.add(noise.mul(Math.sqrt(variance))) as Tensor4D;
     });
   }

@@ -29,9 +29,10 @@ export interface PurifyOptions {
   seed?: number;
   /** Purify k times (classification helpers majority-vote). */
   draws?: number;
-  /** diffpure with the DDPM sampler: guidance of every reverse step towards the input (GDMP, Wang et al. 2022),
+  /** diffpure with the DDPM sampler: guidance of every reverse step towards the input (GDMP, Wang et al. 2022):
+   *  the weight in [0, 1] of the input, diffused to the step's level, in the x_t each step starts from.
    *  0 (default) = none; larger keeps more of the input (clean accuracy up, and so what an attacker's
-   *  perturbation keeps too). Range [0, 10]. */
+   *  perturbation keeps too). */
   guidance?: number;
   /** Check inputs for rank/shape/NaN/range (default true). */
   validate?: boolean;
@@ -46,7 +47,7 @@ export interface PurifyOptions {
  */
 export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 450, restoreTStar: 100, steps: 5, sampler: 'ddpm' as Sampler, draws: 1, guidance: 0, restorer: 'x0' as Restorer };
 
-export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1, maxGuidance: 10 };
+export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1, maxGuidance: 1 };
 
 function int(v: unknown, name: string, lo: number, hi: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
