@@ -10,12 +10,14 @@
 #   nohup scripts/long-runs.sh b >> runs/long-runs-b.log 2>&1 &
 #   (after shipping the diffusion EMA) nohup scripts/long-runs.sh eval1 >> runs/long-runs-eval1.log 2>&1 &
 #                                      nohup scripts/long-runs.sh eval2 >> runs/long-runs-eval2.log 2>&1 &
+#                                      nohup scripts/long-runs.sh cert >> runs/long-runs-cert.log 2>&1 &
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
 set -u
 cd "$(dirname "$0")/.."
 CLI="node bin/advpurify.js"
 ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard --workers 1"
+CERT="$CLI certify --sigma 0.25,0.5,1 --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1"
 
 step() { # name, log file, command...: the command's output goes to its log, start/end marks to both
   local name=$1 log=$2; shift 2
@@ -47,8 +49,19 @@ case "${1:-}" in
           --noise-sigma $s --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1
       done
     done
+    # issue #5's Cohen baseline table on Fashion-MNIST (100 test images, n 10,000; ~2.5 core-hours; resumes from its logs)
+    step cert-fashion-noisy runs/fashion-mnist/certify.log $CERT --dataset fashion-mnist --base noisy
     # issue #5's MNIST diffusion model (same U-Net and schedule), EMA to runs/mnist/diffusion-ema.*
     step mnist-diffusion runs/mnist/diffusion.log node --import tsx scripts/train-diffusion.ts mnist 10000
+    ;;
+  cert)
+    # issue #5's denoised-smoothing tables (~16 core-hours a data set; MNIST once its diffusion model is shipped)
+    step cert-fashion-dds runs/fashion-mnist/certify.log $CERT --dataset fashion-mnist --base dds
+    step cert-fashion-table runs/fashion-mnist/certify.log $CERT --dataset fashion-mnist --base dds,noisy
+    step cert-mnist-noisy runs/mnist/certify.log $CERT --dataset mnist --base noisy
+    [ -f models/mnist/diffusion.json ] || { echo "models/mnist/diffusion.json missing: ship the MNIST diffusion model first" >&2; exit 1; }
+    step cert-mnist-dds runs/mnist/certify.log $CERT --dataset mnist --base dds
+    step cert-mnist-table runs/mnist/certify.log $CERT --dataset mnist --base dds,noisy
     ;;
   b)
     # the foundation's Fashion-MNIST diffusion model: at a constant rate it had plateaued (validation PSNR +0.15 dB
@@ -75,7 +88,7 @@ case "${1:-}" in
     $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
   *)
-    echo "usage: scripts/long-runs.sh a|b|eval|eval1|eval2|report" >&2
+    echo "usage: scripts/long-runs.sh a|b|eval|eval1|eval2|cert|report" >&2
     exit 2
     ;;
 esac
