@@ -50,10 +50,11 @@ describe('shipped models', () => {
     return correct / count;
   }
 
-  // The default (t* 450) trades clean accuracy for robustness (README, "Choosing the defaults"): 80.3% on
-  // the fixture when chosen; t* 100 is the clean-accuracy-first setting (91.3% on the fixture).
-  it('classifier after the default purification (t* 450): >= 78% on the fixture', async () => {
-    expect(await purifiedAccuracy(purifier, fixture.count)).toBeGreaterThanOrEqual(0.78);
+  // The default (t* 450) trades clean accuracy for robustness (README, "Choosing the defaults"): 82.1% on
+  // the fixture with the 10,000-step diffusion weights (80.3% with the 4,200-step ones); t* 100 is the
+  // clean-accuracy-first setting (91.3% on the fixture).
+  it('classifier after the default purification (t* 450): >= 80% on the fixture', async () => {
+    expect(await purifiedAccuracy(purifier, fixture.count)).toBeGreaterThanOrEqual(0.8);
   }, 900_000);
 
   it('classifier after diffpure at t* 100: >= 87% on the first 500 fixture images', async () => {
