@@ -53,6 +53,25 @@ describe('Gaussian diffusion process (cosine schedule, T = 1000)', () => {
     tf.dispose([x0, eps, xt, viaDdpm, viaDdim, x50, q50]);
   });
 
+  it('guided DDPM step: weight 0 is the plain step, weight 1 starts from the reference diffused to t (x_t drops out)', () => {
+    const shape: [number, number, number, number] = [3, 4, 4, 1];
+    const [xt, xt2, x0, y, z] = [1, 2, 3, 4, 5].map((s) => tf.randomNormal(shape, 0, 1, 'float32', s) as tf.Tensor4D);
+    const [t, tPrev] = [450, 360];
+    const plain = d.ddpmStep(xt, t, tPrev, x0, z);
+    const none = d.ddpmStep(xt, t, tPrev, x0, z, { y, scale: 0 });
+    expect(tf.max(tf.abs(plain.sub(none))).dataSync()[0]).toBe(0);
+    const full = d.ddpmStep(xt, t, tPrev, x0, z, { y, scale: 1 });
+    const fromOther = d.ddpmStep(xt2, t, tPrev, x0, z, { y, scale: 1 });
+    const ref = d.ddpmStep(y.mul(Math.sqrt(d.abar[t])) as tf.Tensor4D, t, tPrev, x0, z);
+    expect(tf.max(tf.abs(full.sub(fromOther))).dataSync()[0]).toBeLessThan(1e-6);
+    expect(tf.max(tf.abs(full.sub(ref))).dataSync()[0]).toBeLessThan(1e-6);
+    // half way: the mean moves half way between the two
+    const half = d.ddpmStep(xt, t, tPrev, x0, z, { y, scale: 0.5 });
+    const mid = plain.add(full).div(2);
+    expect(tf.max(tf.abs(half.sub(mid))).dataSync()[0]).toBeLessThan(1e-5);
+    tf.dispose([xt, xt2, x0, y, z, plain, none, full, fromOther, ref, half, mid]);
+  });
+
   it('sigma <-> t mapping: sqrt((1-abar_t)/abar_t) = sigma round-trips', () => {
     for (const t of [1, 17, 120, 400, 700, 950]) expect(d.tForSigma(d.sigmaAt(t))).toBe(t);
     expect(d.sigmaAt(d.tForSigma(0.5))).toBeCloseTo(0.5, 2);
