@@ -19,6 +19,15 @@ CLI="node bin/advpurify.js"
 ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard --workers 1"
 CERT="$CLI certify --sigma 0.25,0.5,1 --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1"
 
+# The Fashion-MNIST training set (Debian package dataset-fashion-mnist) is not on a fresh VM: install it
+# when we can (root), else stop with the how-to instead of failing every step.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ ! -f data/fashion-mnist/train-images-idx3-ubyte.gz ] \
+   && [ ! -f data/train-images-idx3-ubyte.gz ] && [ -z "${ADVPURIFY_DATA:-}" ]; then
+  echo "long-runs: Fashion-MNIST not installed; trying apt-get install dataset-fashion-mnist" >&2
+  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >&2 \
+    || { echo "long-runs: install dataset-fashion-mnist (or put the IDX files in ./data) and rerun" >&2; exit 1; }
+fi
+
 step() { # name, log file, command...: the command's output goes to its log, start/end marks to both
   local name=$1 log=$2; shift 2
   echo "== $(date -u +%FT%TZ) start $name" | tee -a "$log"
