@@ -16,7 +16,9 @@ rm -f "$cand/$ds"/diffusion.*
 cp "runs/$ds/diffusion-ema.json" "$cand/$ds/diffusion.json"; cp "runs/$ds/diffusion-ema.bin" "$cand/$ds/diffusion.bin"
 step=$(node -e "const m=require('./$cand/$ds/diffusion.json').meta; console.log(m.trainedSteps ?? '?')")
 export ADVPURIFY_QUIET=1
-for which in shipped candidate; do
+# a data set without shipped diffusion weights yet (MNIST's first model) has only the candidate to measure
+whiches="shipped candidate"; [ -f "models/$ds/diffusion.json" ] || whiches=candidate
+for which in $whiches; do
   if [ $which = candidate ]; then export ADVPURIFY_MODELS=$PWD/$cand; fi
   echo "## $which diffusion ($( [ $which = candidate ] && echo "EMA at step $step" || echo models/$ds/diffusion ))"
   node bin/advpurify.js eval --dataset "$ds" --split val --count "$count" --mode diffpure --seed "$seed" 2>/dev/null
