@@ -6,6 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
+# The queue as of 2026-11-29, one lane per core (each runs the lanes below in order):
+#   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
+#   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
+# or single lanes:
 #   nohup scripts/long-runs.sh a >> runs/long-runs-a.log 2>&1 &
 #   nohup scripts/long-runs.sh b >> runs/long-runs-b.log 2>&1 &
 #   (after shipping the diffusion EMA) nohup scripts/long-runs.sh eval1 >> runs/long-runs-eval1.log 2>&1 &
@@ -14,6 +18,7 @@
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
 set -u
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 CLI="node bin/advpurify.js"
 ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard --workers 1"
@@ -99,8 +104,21 @@ case "${1:-}" in
     $ROB --norm linf --eps 0.1 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/linf
     $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
+  core1)
+    # everything still to run for one core, in order (each finished step is skipped in seconds): issue #4's
+    # purifier rows and tables, then issue #7's restoration model (~7 core-hours; writes models/<ds>/restore.*)
+    "$SELF" eval1; "$SELF" eval2; "$SELF" report
+    step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 10000
+    ;;
+  core2)
+    # the other core: issue #5's Fashion-MNIST noisy table and the MNIST diffusion model (lane a), the
+    # denoised-smoothing tables (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped
+    # by hand, after scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
+    "$SELF" a; "$SELF" cert
+    step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
+    ;;
   *)
-    echo "usage: scripts/long-runs.sh a|b|eval|eval1|eval2|cert|report" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|cert|report" >&2
     exit 2
     ;;
 esac
