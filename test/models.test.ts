@@ -7,7 +7,7 @@ import { tf } from '../src/backend/index.js';
 import { createPurifier, loadClassifier, type ImagePurifier } from '../src/purify/index.js';
 import { loadFixture, take, subset } from '../src/data/index.js';
 import { evaluate } from '../src/cli/commands.js';
-import type { CnnClassifier } from '../src/models/classifier.js';
+import { loadClassifier as loadCnn, type CnnClassifier } from '../src/models/classifier.js';
 import { loadWeights, saveWeights, quantizeUint8, toHalf, fromHalf } from '../src/models/weights.js';
 import { statSync, readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -92,6 +92,34 @@ describe('shipped models', () => {
     const g = tf.grad((v: tf.Tensor) => clf.predict(v as tf.Tensor4D).max())(x);
     expect(g.abs().sum().dataSync()[0]).toBeGreaterThan(0);
     tf.dispose([x, g]);
+  });
+
+  it('classifier: the folded inference form (batch norm and ReLU fused into the convs) equals the layers model, in value and input gradient, follows new weights, and leaks nothing', () => {
+    const x = tf.tensor4d(take(fixture, 16).images, [16, 28, 28, 1]);
+    const layers = (v: tf.Tensor) => clf.model.apply(v, { training: false }) as tf.Tensor2D;
+    const relDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => a.sub(b).abs().max().div(b.abs().max()).dataSync()[0]);
+    const before = tf.memory().numTensors;
+    const [z, zRef] = [clf.predict(x), tf.tidy(() => layers(x))];
+    expect(relDiff(z, zRef)).toBeLessThan(1e-5);
+    const lossOf = (f: (v: tf.Tensor) => tf.Tensor2D) => (v: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(Array.from(take(fixture, 16).labels), 'int32'), 10), f(v)) as tf.Scalar;
+    const g = tf.grad(lossOf((v) => clf.predict(v as tf.Tensor4D)))(x);
+    const gRef = tf.grad(lossOf(layers))(x);
+    expect(relDiff(g, gRef)).toBeLessThan(1e-4);
+    // other weights (the noise-trained variant's) written into the same model: predict follows them
+    const other = loadCnn('fashion-mnist', 'classifier-noise0.5');
+    const saved = clf.model.weights.map((w) => w.read().clone());
+    clf.model.setWeights(other.model.getWeights());
+    const z2 = clf.predict(x);
+    const z2Ref = tf.tidy(() => other.predict(x));
+    expect(relDiff(z2, z2Ref)).toBeLessThan(1e-5);
+    expect(relDiff(z2, z)).toBeGreaterThan(1e-2);
+    clf.model.setWeights(saved);
+    const z3 = clf.predict(x);
+    expect(relDiff(z3, zRef)).toBeLessThan(1e-5);
+    tf.dispose([z, zRef, g, gRef, z2, z2Ref, z3, ...saved]);
+    other.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
   });
 });
 

@@ -285,7 +285,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     }
     await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch: epoch + 1, step, seed: o.seed, bestVal: best });
   }
-  model.dispose();
+  clf.dispose(); // the model and its folded inference form
   opt.dispose();
   return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : o.purifyAug ? 'clean+purified' : 'clean' };
 }
