@@ -67,7 +67,8 @@ export function assignWeights(m: tf.LayersModel, tensors: NamedTensors): void {
  * bias beta - mean * gamma / sqrt(var + eps), ReLU), the dense layers fused with their bias and activation.
  * Same function as `model.apply(x, { training: false })` (to float rounding), without the per-layer
  * batch-norm and activation passes over every activation map: 1.2-1.3x the images/s at batches of 10, 64
- * and 500 on the wasm backend (interleaved A/B, 2026-11-29). Undefined when the model is not buildCnn's
+ * and 500 on the wasm backend, and under a gradient tape (plain ops there) 1.9x for the input gradient at batch 80
+ * (interleaved A/B, 2026-11-29). Undefined when the model is not buildCnn's
  * layer sequence (predict then runs the layers model).
  */
 type Folded = { convs: { w: tf.Tensor4D; b: tf.Tensor1D; poolAfter: boolean }[]; dense: { w: tf.Tensor2D; b: tf.Tensor1D; relu: boolean }[] };
@@ -142,10 +143,15 @@ export class CnnClassifier implements Classifier {
     if (ids.length !== this.foldedFrom.length || ids.some((id, i) => id !== this.foldedFrom[i])) this.refold();
     const f = this.folded;
     if (!f) return this.model.apply(x, { training: false }) as Tensor2D;
+    // under a gradient tape plain ops: tfjs's fused conv computes its filter's gradient eagerly (see unet.ts's conv),
+    // wasted work for attacks, which want d/dx only
+    const taped = tf.engine().isTapeOn();
     return tf.tidy(() => {
       let h: Tensor4D = x;
       for (const c of f.convs) {
-        h = tf.fused.conv2d({ x: h, filter: c.w, strides: 1, pad: 'same', bias: c.b, activation: 'relu' });
+        h = taped
+          ? (tf.conv2d(h, c.w, 1, 'same').add(c.b).relu() as Tensor4D)
+          : tf.fused.conv2d({ x: h, filter: c.w, strides: 1, pad: 'same', bias: c.b, activation: 'relu' });
         if (c.poolAfter) h = tf.maxPool(h, 2, 2, 'valid');
       }
       let z = h.reshape([h.shape[0], -1]) as Tensor2D;
