@@ -92,24 +92,22 @@ function foldCnn(m: tf.Sequential): Folded | undefined {
     if (String(c.poolSize) !== '2,2' || String(c.strides) !== '2,2' || c.padding !== 'valid') return undefined;
   }
   if (cfg(15).activation !== 'relu' || !cfg(15).useBias || (cfg(17).activation ?? 'linear') !== 'linear' || !cfg(17).useBias) return undefined;
-  return tf.tidy(() => {
-    const convs = [0, 3, 7, 10].map((i) => {
-      const [kernel] = layers[i].getWeights();
-      const bn = layers[i + 1];
-      const byName = (suffix: string) => bn.weights.find((w) => w.originalName.endsWith(suffix))!.read();
-      const scale = byName('gamma').div(byName('moving_variance').add(Number(cfg(i + 1).epsilon)).sqrt());
-      return {
-        w: tf.keep(kernel.mul(scale)) as tf.Tensor4D,
-        b: tf.keep(byName('beta').sub(byName('moving_mean').mul(scale))) as tf.Tensor1D,
-        poolAfter: i === 3 || i === 10,
-      };
-    });
-    const dense = [15, 17].map((i) => {
-      const [w, b] = layers[i].getWeights();
-      return { w: tf.keep(w.clone()) as tf.Tensor2D, b: tf.keep(b.clone()) as tf.Tensor1D, relu: i === 15 };
-    });
-    return { convs, dense } as never;
-  }) as unknown as Folded;
+  const convs = [0, 3, 7, 10].map((i) => {
+    const [kernel] = layers[i].getWeights();
+    const bn = layers[i + 1];
+    const byName = (suffix: string) => bn.weights.find((w) => w.originalName.endsWith(suffix))!.read();
+    const scale = tf.tidy(() => byName('gamma').div(byName('moving_variance').add(Number(cfg(i + 1).epsilon)).sqrt()));
+    const folded = tf.tidy(() => ({ w: kernel.mul(scale) as tf.Tensor4D, b: byName('beta').sub(byName('moving_mean').mul(scale)) as tf.Tensor1D }));
+    scale.dispose();
+    return { ...folded, poolAfter: i === 3 || i === 10 };
+  });
+  const dense = [15, 17].map((i) => {
+    const [w, b] = layers[i].getWeights();
+    return { w: w.clone() as tf.Tensor2D, b: b.clone() as tf.Tensor1D, relu: i === 15 };
+  });
+  // made inside a caller's tidy (a first predict in an attack), they must outlive it
+  for (const t of [...convs.flatMap((c) => [c.w, c.b]), ...dense.flatMap((d) => [d.w, d.b])]) tf.keep(t);
+  return { convs, dense };
 }
 
 function disposeFolded(f: Folded | undefined): void {
@@ -133,14 +131,17 @@ export class CnnClassifier implements Classifier {
   get classNames(): string[] {
     return this.meta.classNames;
   }
-  private refold(): void {
+  private weightIds(): object[] {
+    return this.model.weights.map((w) => w.read().dataId);
+  }
+  private refold(ids = this.weightIds()): void {
     disposeFolded(this.folded);
-    this.foldedFrom = this.model.weights.map((w) => w.read().dataId);
+    this.foldedFrom = ids;
     this.folded = foldCnn(this.model);
   }
   predict(x: Tensor4D): Tensor2D {
-    const ids = this.model.weights.map((w) => w.read().dataId);
-    if (ids.length !== this.foldedFrom.length || ids.some((id, i) => id !== this.foldedFrom[i])) this.refold();
+    const ids = this.weightIds();
+    if (ids.length !== this.foldedFrom.length || ids.some((id, i) => id !== this.foldedFrom[i])) this.refold(ids);
     const f = this.folded;
     if (!f) return this.model.apply(x, { training: false }) as Tensor2D;
     // under a gradient tape plain ops: tfjs's fused conv computes its filter's gradient eagerly (see unet.ts's conv),
