@@ -6,7 +6,7 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-29, one lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-29 (session 9: issue #4's rows first on both cores), one lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -33,13 +33,33 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ ! 
     || { echo "long-runs: install dataset-fashion-mnist (or put the IDX files in ./data) and rerun" >&2; exit 1; }
 fi
 
-step() { # name, log file, command...: the command's output goes to its log, start/end marks to both
-  local name=$1 log=$2; shift 2
+step() { # name, log file, command...: the command's output goes to its log, start/end marks to both.
+  # A step holds runs/.locks/<name>.lock while it runs; a lane that finds it held skips the step (another
+  # lane is running it, on the same log), so the lanes may list the same steps in different orders.
+  local name=$1 log=$2 fd; shift 2
+  mkdir -p runs/.locks
+  exec {fd}>"runs/.locks/$name.lock"
+  if ! flock -n "$fd"; then
+    echo "== $(date -u +%FT%TZ) skip $name: another lane is running it"
+    exec {fd}>&-
+    return 0
+  fi
   echo "== $(date -u +%FT%TZ) start $name" | tee -a "$log"
   "$@" >> "$log" 2>&1
   local rc=$?
   echo "== $(date -u +%FT%TZ) end $name (exit $rc)" | tee -a "$log"
+  exec {fd}>&-
   return $rc
+}
+
+wait_for() { # step names: block until no lane runs any of them
+  local name fd
+  mkdir -p runs/.locks
+  for name in "$@"; do
+    exec {fd}>"runs/.locks/$name.lock"
+    flock "$fd"
+    exec {fd}>&-
+  done
 }
 
 done_before() { # name, log file: whether the step already ended with exit 0 (its checkpoint need not be kept)
@@ -88,33 +108,36 @@ case "${1:-}" in
     ;;
   eval|eval1|eval2)
     # the default purifier (diffpure t* 450, 5 steps) and oneshot under the standard adaptive suite, both norms
-    # (~20 core-hours in all). `eval` runs the four in one lane; eval1 and eval2 split them over the two cores
-    # (each log is its own file, so the lanes never write the same log)
-    if [ "$1" != eval2 ]; then
-      step diffpure-linf runs/robustness/linf-diffpure.log $ROB --norm linf --eps 0.1 --defense diffpure --out runs/robustness/linf
-      step oneshot-l2 runs/robustness/l2-oneshot.log $ROB --norm l2 --eps 1.5 --defense oneshot --out runs/robustness/l2
-    fi
-    if [ "$1" != eval1 ]; then
-      step oneshot-linf runs/robustness/linf-oneshot.log $ROB --norm linf --eps 0.1 --defense oneshot --out runs/robustness/linf
-      step diffpure-l2 runs/robustness/l2-diffpure.log $ROB --norm l2 --eps 1.5 --defense diffpure --out runs/robustness/l2
-    fi
+    # (~20 core-hours in all). eval1 and eval2 list the four runs in opposite orders, so two lanes (one per
+    # core) share them: a run another lane holds is skipped (each log is written by one lane at a time)
+    if [ "$1" = eval2 ]; then order="diffpure-l2 oneshot-linf oneshot-l2 diffpure-linf"
+    else order="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"; fi
+    for run in $order; do
+      def=${run%%-*}; norm=${run#*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
+      step $run runs/robustness/$norm-$def.log $ROB --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
+    done
     ;;
   report)
-    # every defence's table, plot and JSON from the logs (computes only what is missing)
-    $ROB --norm linf --eps 0.1 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/linf
-    $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
+    # every defence's table, plot and JSON from the logs (computes only what is missing), once no lane is
+    # still running one of the purifier's rows
+    wait_for diffpure-linf oneshot-l2 oneshot-linf diffpure-l2
+    step report-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/linf
+    step report-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
   core1)
     # everything still to run for one core, in order (each finished step is skipped in seconds): issue #4's
-    # purifier rows and tables, then issue #7's restoration model (~7 core-hours; writes models/<ds>/restore.*)
-    "$SELF" eval1; "$SELF" eval2; "$SELF" report
+    # purifier rows (shared with core2), issue #7's restoration model (~7 core-hours; writes
+    # models/<ds>/restore.*), then issue #4's tables once core2's purifier rows are done
+    "$SELF" eval1
     step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 10000
+    "$SELF" report
     ;;
   core2)
-    # the other core: issue #5's Fashion-MNIST noisy table and the MNIST diffusion model (lane a), the
-    # denoised-smoothing tables (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped
-    # by hand, after scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" a; "$SELF" cert
+    # the other core: issue #4's purifier rows (shared with core1, the longest first) and tables, then
+    # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
+    # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
+    # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
+    "$SELF" eval2; "$SELF" report; "$SELF" a; "$SELF" cert
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   *)

@@ -11,6 +11,7 @@ import { tf } from '../src/backend/index.js';
 import { trainClassifier, type BatchAdversary, type BatchPurifier, type TrainClassifierOptions } from '../src/train/classifier.js';
 import { pgdAdversary } from '../src/train/adversarial.js';
 import { loadWeights } from '../src/models/weights.js';
+import { trainDiffusion } from '../src/train/diffusion.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -210,4 +211,26 @@ describe('diffusion learning-rate schedule', () => {
     expect(diffusionLr(d, 10000)).toBeCloseTo(0, 12);
     for (let s = 7000; s < 10000; s += 100) expect(diffusionLr(d, s + 100)).toBeLessThan(diffusionLr(d, s));
   });
+});
+
+describe('diffusion training resume', () => {
+  const tiny = { imageChannels: 1, ch: 8, mult: [1, 1] as [number, number], groups: 2, tembDim: 16 };
+  const dopts = (name: string, steps: number) => ({
+    dataset: 'mnist' as const, out: join(dir, `${name}-ema`), checkpoint: join(dir, `${name}-d.ckpt`),
+    steps, batchSize: 4, lr: 1e-3, seed: 5, unet: tiny, checkpointEvery: 10, log: () => {},
+  });
+  it('an interrupted run resumes with its weights, data order and loss average, and ends where an uninterrupted one does', async () => {
+    const before = tf.memory().numTensors;
+    await trainDiffusion(dopts('straight', 20));
+    await trainDiffusion(dopts('split', 10)); // stops at its step-10 checkpoint, as a killed run would
+    await trainDiffusion(dopts('split', 20)); // same checkpoint, more steps: resumes at step 10
+    expect(tf.memory().numTensors).toBe(before);
+    const a = loadWeights<{ trainedSteps: number; lossAvg: number }>(join(dir, 'straight-ema'));
+    const b = loadWeights<{ trainedSteps: number; lossAvg: number }>(join(dir, 'split-ema'));
+    expect(b.meta.trainedSteps).toBe(20);
+    expect(Number.isFinite(b.meta.lossAvg)).toBe(true);
+    expect(b.meta.lossAvg).toBeCloseTo(a.meta.lossAvg, 6);
+    for (const [k, t] of Object.entries(a.tensors)) expect(Array.from(b.tensors[k].dataSync())).toEqual(Array.from(t.dataSync()));
+    tf.dispose([...Object.values(a.tensors), ...Object.values(b.tensors)]);
+  }, 120_000);
 });

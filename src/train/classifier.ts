@@ -14,7 +14,7 @@ import type { Rect } from '../purify/patch/box.js';
 import { maskSet } from '../purify/patch/patchcleanser.js';
 import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
-import { Progress } from '../util/progress.js';
+import { fmtLoss, Progress } from '../util/progress.js';
 import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 
@@ -257,7 +257,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
         }
         loss.dispose();
       }
-      bar.update(s + 1, `loss ${lossAvg.toFixed(3)}`);
+      bar.update(s + 1, `loss ${fmtLoss(lossAvg, 3)}`);
       if (every > 0 && (s + 1) % every === 0 && s + 1 < stepsPerEpoch) {
         // mid-epoch checkpoint (adversarial epochs take hours): resume replays this epoch's stream to here
         await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch, step: step + 1, stepInEpoch: s + 1, seed: o.seed, bestVal: best });

@@ -13,7 +13,7 @@ import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.js';
 import { DEFAULT_UNET, initUNet, unetForward, type Params, type UNetConfig } from '../models/unet.js';
 import { saveDiffusion, type DiffusionMeta } from '../models/diffusion-model.js';
 import { mulberry32, permutation } from '../util/rng.js';
-import { Progress } from '../util/progress.js';
+import { fmtLoss, Progress } from '../util/progress.js';
 import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
@@ -53,10 +53,12 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
   tf.dispose(Object.values(init));
   const opt = tf.train.adam(o.lr, 0.9, 0.999);
   let step = 0;
+  let lossAvg = NaN; // moving average of the loss, sampled every 10 steps (kept across a resume)
   if (checkpointExists(o.checkpoint)) {
     const ck = await loadCheckpoint(o.checkpoint, opt);
     restoreNetAndEma(ck.model, vars, ema);
     step = ck.state.step;
+    if (typeof ck.state.lossAvg === 'number') lossAvg = ck.state.lossAvg;
     log(`resumed ${o.checkpoint} at step ${step}`);
   }
   const meta: DiffusionMeta = { kind: 'ddpm-unet', dataset: o.dataset, T, schedule: 'cosine', unet: cfg };
@@ -72,7 +74,6 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
   const startStep = step;
   const xb = new Float32Array(B * size);
   const tb = new Int32Array(B);
-  let lossAvg = NaN;
   const save = async () => {
     const model: Record<string, tf.Tensor> = {};
     for (const [k, v] of Object.entries(vars)) model[`net/${k}`] = v;
@@ -109,10 +110,10 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
       lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;
     }
     lossT.dispose();
-    bar.update(step - startStep, `step ${step} loss ${lossAvg.toFixed(4)}`);
+    bar.update(step - startStep, `step ${step} loss ${fmtLoss(lossAvg, 4)}`);
     if (step % every === 0 || step === o.steps) {
       await save();
-      log(`step ${step}: loss(ema) ${lossAvg.toFixed(4)}; checkpoint ${o.checkpoint}, weights ${o.out}`);
+      log(`step ${step}: loss(ema) ${fmtLoss(lossAvg, 4)}; checkpoint ${o.checkpoint}, weights ${o.out}`);
     }
   }
   bar.done();

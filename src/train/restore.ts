@@ -35,7 +35,7 @@ import { loadWeights, saveWeights } from '../models/weights.js';
 import { Purifier } from '../purify/purifier.js';
 import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
-import { Progress } from '../util/progress.js';
+import { fmtLoss, Progress } from '../util/progress.js';
 import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
@@ -277,11 +277,11 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
       levelLossAvg = Number.isNaN(levelLossAvg) ? b : 0.95 * levelLossAvg + 0.05 * b;
     }
     tf.dispose([lossU, lossL]);
-    bar.update(step - startStep, `step ${step} loss ${lossAvg.toFixed(4)} level ${levelLossAvg.toFixed(3)}`);
+    bar.update(step - startStep, `step ${step} loss ${fmtLoss(lossAvg, 4)} level ${fmtLoss(levelLossAvg, 3)}`);
     if (validateEvery > 0 && (step % validateEvery === 0 || step === o.steps)) await validate();
     if (step % every === 0 || step === o.steps) {
       await save();
-      log(`step ${step}: loss(ema) ${lossAvg.toFixed(4)}, level ${levelLossAvg.toFixed(3)}; checkpoint ${o.checkpoint}, weights ${o.out}`);
+      log(`step ${step}: loss(ema) ${fmtLoss(lossAvg, 4)}, level ${fmtLoss(levelLossAvg, 3)}; checkpoint ${o.checkpoint}, weights ${o.out}`);
     }
   }
   bar.done();

@@ -34,3 +34,8 @@ function fmt(s: number): string {
   const sec = Math.floor(s % 60);
   return h ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
+
+/** A moving-average loss for a progress line: '-' until the first sample (not "NaN", which reads as divergence). */
+export function fmtLoss(x: number, digits: number): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '-';
+}
