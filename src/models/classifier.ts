@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path';
 import { tf, type Tensor2D, type Tensor4D } from '../backend/index.js';
+import { convBias } from '../backend/conv.js';
 import type { Classifier } from '../types.js';
 import { loadWeights, saveWeights, weightsExist, type NamedTensors, type WeightsDtype } from './weights.js';
 import { modelsDir } from './paths.js';
@@ -144,15 +145,11 @@ export class CnnClassifier implements Classifier {
     if (ids.length !== this.foldedFrom.length || ids.some((id, i) => id !== this.foldedFrom[i])) this.refold(ids);
     const f = this.folded;
     if (!f) return this.model.apply(x, { training: false }) as Tensor2D;
-    // under a gradient tape plain ops: tfjs's fused conv computes its filter's gradient eagerly (see unet.ts's conv),
-    // wasted work for attacks, which want d/dx only
-    const taped = tf.engine().isTapeOn();
+    // fused convs, or plain ops under a gradient tape (attacks want d/dx only): see src/backend/conv.ts
     return tf.tidy(() => {
       let h: Tensor4D = x;
       for (const c of f.convs) {
-        h = taped
-          ? (tf.conv2d(h, c.w, 1, 'same').add(c.b).relu() as Tensor4D)
-          : tf.fused.conv2d({ x: h, filter: c.w, strides: 1, pad: 'same', bias: c.b, activation: 'relu' });
+        h = convBias(h, c.w, c.b, 1, 'relu');
         if (c.poolAfter) h = tf.maxPool(h, 2, 2, 'valid');
       }
       let z = h.reshape([h.shape[0], -1]) as Tensor2D;

@@ -5,6 +5,7 @@
  * serves training, EMA inference and autodiff by attacks.
  */
 import { tf, type Tensor, type Tensor1D, type Tensor4D } from '../backend/index.js';
+import { convBias } from '../backend/conv.js';
 
 export interface UNetConfig {
   imageChannels: number; // 1 for grayscale
@@ -151,15 +152,7 @@ export function groupNormAutodiff(x: Tensor4D, g: Tensor, b: Tensor, groups: num
 }
 
 function conv(p: Params, name: string, x: Tensor4D, stride = 1): Tensor4D {
-  const filter = p[`${name}/w`] as Tensor4D;
-  const bias = p[`${name}/b`];
-  // Under a gradient tape, tfjs's fused conv computes the gradients of all its inputs eagerly (its
-  // customGrad), the filter's too: the costliest part, wasted when only d/dx is wanted (attacks
-  // through the purifier) or when x is the constant input image (training). The plain Conv2D's
-  // gradients are lazy: the tape asks only for those on its path.
-  if (tf.engine().isTapeOn()) return tf.conv2d(x, filter, stride, 'same').add(bias) as Tensor4D;
-  // bias fused into the wasm conv kernel (saves a full-size Add per conv)
-  return tf.fused.conv2d({ x, filter, strides: stride, pad: 'same', bias });
+  return convBias(x, p[`${name}/w`] as Tensor4D, p[`${name}/b`], stride);
 }
 
 function dense(p: Params, name: string, x: Tensor): tf.Tensor2D {
