@@ -13,6 +13,13 @@ const cases: Case[] = [
   { b: 2, h: 11, w: 11, cin: 3, cout: 6, k: 3, s: 2, pad: 'valid' },
   { b: 2, h: 8, w: 8, cin: 5, cout: 2, k: 1, s: 1, pad: 'same' },
   { b: 2, h: 14, w: 14, cin: 4, cout: 4, k: 4, s: 2, pad: 'same' },
+  // strided input gradients go by phases (sub-pixel conv + DepthToSpace): odd sizes, padding before, s 3, k < s
+  { b: 2, h: 7, w: 7, cin: 3, cout: 4, k: 3, s: 2, pad: 'same' },
+  { b: 2, h: 9, w: 12, cin: 3, cout: 4, k: 5, s: 2, pad: 'same' },
+  { b: 2, h: 10, w: 11, cin: 2, cout: 3, k: 3, s: 3, pad: 'same' },
+  { b: 2, h: 11, w: 10, cin: 2, cout: 3, k: 3, s: 3, pad: 'valid' },
+  { b: 2, h: 9, w: 9, cin: 3, cout: 2, k: 1, s: 2, pad: 'same' },
+  { b: 2, h: 12, w: 12, cin: 3, cout: 2, k: 2, s: 3, pad: 'valid' },
 ];
 
 function grads(c: Case, backend: string, x: Float32Array, wv: Float32Array, dyv: Float32Array) {

@@ -8,7 +8,9 @@
  *
  *   dW = conv2d(transpose(pad(x)) as [Cin,Hp,Wp,B], transpose(dy) as [Ho,Wo,B,Cout],
  *               stride 1, dilation = forward stride), sliced to [kh,kw] and transposed back.
- *   dx = conv2d(pad(dilate(dy, stride)), flip(W) with in/out channels swapped, stride 1).
+ *   dx = conv2d(pad(dilate(dy, stride)), flip(W) with in/out channels swapped, stride 1);
+ *        for strides > 1 by phases instead (no dilated dy: one conv with s*s*Cin outputs, then
+ *        interleaved; 2.1x / 1.9x faster on the U-Net's two stride-2 layers, 2026-11-29).
  *
  * Inside a kernel we call other kernels' kernelFuncs on the same backend and free every
  * intermediate with `backend.disposeData` (wrapping TensorInfos in Tensors would corrupt the
@@ -96,6 +98,10 @@ export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs):
   const transpose = kernel('Transpose');
   const conv = kernel('Conv2D');
   const slice = kernel('Slice');
+  if (sh === sw && sh > 1) {
+    const poly = polyphaseBackpropInput(dy, filter, a.inputShape, sh, info.padInfo.top, info.padInfo.left, backend as HeapBackend);
+    if (poly) return poly;
+  }
   return scoped(backend, (keep) => {
     // 1. Dilate dy with stride-1 zeros between its samples: [B, (Ho-1)*sh+1, (Wo-1)*sw+1, Cout].
     let dyd = dy;
@@ -140,6 +146,87 @@ export function conv2DBackpropInputWasm({ inputs, attrs, backend }: KernelArgs):
       attrs: { strides: 1, pad: convPad, dataFormat: 'NHWC', dilations: 1 },
       backend,
     }));
+  });
+}
+
+/** Per axis of a strided conv's input gradient: which filter tap feeds which output phase from which dy offset. */
+function phaseTaps(k: number, s: number, padBefore: number) {
+  // input row i = s m + r receives dy[m + d] W[k'] for every tap k' = r + padBefore - s d in [0, k)
+  const taps: { r: number; d: number; k: number }[] = [];
+  for (let r = 0; r < s; r++) {
+    for (let kk = 0; kk < k; kk++) {
+      const num = r + padBefore - kk;
+      if (num % s === 0) taps.push({ r, d: num / s, k: kk });
+    }
+  }
+  const ds = taps.map((t) => t.d);
+  return { taps, dmin: Math.min(...ds), dmax: Math.max(...ds) };
+}
+
+/**
+ * The input gradient of a stride-s conv by phases (sub-pixel convolution): input pixels of one phase
+ * (row mod s, column mod s) see only some of the filter's taps, so one stride-1 conv of the undilated dy
+ * with a ceil(k/s) x ceil(k/s) filter that has s*s*Cin output channels (one group per phase) computes them
+ * all, and a transpose interleaves the phases (DepthToSpace). Against the dilated dy (3/4 zeros at stride 2) that is
+ * (ceil(k/s) s)^2 / k^2 of the multiply-adds (16/9 / 4 = 0.44 for 3x3, stride 2) and no dilated copy.
+ * Returns null where the layout does not fit (a phase needing dy beyond its start).
+ */
+function polyphaseBackpropInput(dy: TensorInfo, filter: TensorInfo, inputShape: number[], s: number, padTop: number, padLeft: number, backend: HeapBackend): TensorInfo | null {
+  const [b, ho, wo, cout] = dy.shape;
+  const [kh, kw, cin] = filter.shape;
+  const [, hIn, wIn] = inputShape;
+  const ph = phaseTaps(kh, s, padTop);
+  const pw = phaseTaps(kw, s, padLeft);
+  if (ph.dmin > 0 || pw.dmin > 0 || ph.taps.length === 0 || pw.taps.length === 0) return null;
+  const KH = ph.dmax - ph.dmin + 1;
+  const KW = pw.dmax - pw.dmin + 1;
+  const hq = Math.ceil(hIn / s);
+  const wq = Math.ceil(wIn / s);
+  // padding so that the stride-1 conv yields (at least) hq x wq phase pixels
+  const pt = -ph.dmin;
+  const pl = -pw.dmin;
+  const pb = Math.max(0, hq + KH - 1 - pt - ho);
+  const pr = Math.max(0, wq + KW - 1 - pl - wo);
+  // phase filter F[a, c, co, (r s + q) Cin + ci] = W[kh(r, a), kw(q, c), ci, co], zero where no tap
+  const f = backend.makeOutput([KH, KW, cout, s * s * cin], 'float32');
+  const F = backend.typedArrayFromHeap(f);
+  F.fill(0);
+  const W = backend.typedArrayFromHeap(filter);
+  const oc = s * s * cin;
+  for (const th of ph.taps) {
+    for (const tw of pw.taps) {
+      const a = th.d - ph.dmin;
+      const c = tw.d - pw.dmin;
+      for (let ci = 0; ci < cin; ci++) {
+        const src = ((th.k * kw + tw.k) * cin + ci) * cout;
+        const group = (th.r * s + tw.r) * cin + ci;
+        for (let co = 0; co < cout; co++) F[((a * KW + c) * cout + co) * oc + group] = W[src + co];
+      }
+    }
+  }
+  const conv = kernel('Conv2D');
+  const reshape = kernel('Reshape');
+  const transpose = kernel('Transpose');
+  const slice = kernel('Slice');
+  return scoped(backend, (keep) => {
+    keep(f);
+    const phases = keep(conv({
+      inputs: { x: dy, filter: f },
+      attrs: { strides: 1, pad: [[0, 0], [pt, pb], [pl, pr], [0, 0]], dataFormat: 'NHWC', dilations: 1 },
+      backend,
+    }));
+    let out = phases;
+    if (phases.shape[1] !== hq || phases.shape[2] !== wq) {
+      out = keep(slice({ inputs: { x: out }, attrs: { begin: [0, 0, 0, 0], size: [b, hq, wq, oc] }, backend }));
+    }
+    // interleave the phases (DepthToSpace; wasm's own kernel is a scalar loop ~15x slower than this transpose)
+    const r6 = keep(reshape({ inputs: { x: out }, attrs: { shape: [b, hq, wq, s, s, cin] }, backend }));
+    const t6 = keep(transpose({ inputs: { x: r6 }, attrs: { perm: [0, 1, 3, 2, 4, 5] }, backend }));
+    out = keep(reshape({ inputs: { x: t6 }, attrs: { shape: [b, hq * s, wq * s, cin] }, backend }));
+    if (hq * s !== hIn || wq * s !== wIn) {
+      out = keep(slice({ inputs: { x: out }, attrs: { begin: [0, 0, 0, 0], size: [b, hIn, wIn, cin] }, backend }));
+    }
+    return out;
   });
 }
 
