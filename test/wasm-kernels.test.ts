@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/backend/index.js';
-import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels.js';
+import { registerWasmTrainingKernels, setFilterGradChunkFloats } from '../src/backend/wasm-kernels.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
 
@@ -69,6 +69,34 @@ describe('wasm training kernels match the cpu backend', () => {
       expect(got.dx.length).toBe(ref.dx.length);
       expect(maxRelErr(got.dw, ref.dw)).toBeLessThan(1e-4);
       expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
+    });
+  }
+
+  // the filter gradient of a large batch goes in batch chunks (summed): force small chunks on small shapes
+  const chunked: (Case & { chunk: number })[] = [
+    { b: 12, h: 9, w: 9, cin: 3, cout: 4, k: 3, s: 1, pad: 'same', chunk: 4 },
+    { b: 12, h: 10, w: 10, cin: 3, cout: 5, k: 3, s: 2, pad: 'same', chunk: 6 },
+    { b: 10, h: 11, w: 11, cin: 2, cout: 3, k: 3, s: 2, pad: 'valid', chunk: 5 },
+    { b: 8, h: 6, w: 6, cin: 4, cout: 2, k: 1, s: 1, pad: 'same', chunk: 4 },
+  ];
+  for (const c of chunked) {
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad}, batch ${c.b} in chunks of ${c.chunk}`, () => {
+      const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+      const x = rnd(c.b * c.h * c.w * c.cin);
+      const wv = rnd(c.k * c.k * c.cin * c.cout);
+      const yShape = tf.tidy(() => tf.conv2d(tf.zeros([c.b, c.h, c.w, c.cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.cin, c.cout]) as tf.Tensor4D, c.s, c.pad).shape);
+      const dyv = rnd(yShape.reduce((p, q) => p * q, 1));
+      const before = tf.memory().numTensors;
+      const ref = grads(c, 'cpu', x, wv, dyv);
+      const prev = setFilterGradChunkFloats(c.chunk * yShape[1] * yShape[2] * c.cout);
+      try {
+        const got = grads(c, 'wasm', x, wv, dyv);
+        expect(tf.memory().numTensors).toBe(before);
+        expect(maxRelErr(got.dw, ref.dw)).toBeLessThan(1e-4);
+        expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
+      } finally {
+        setFilterGradChunkFloats(prev);
+      }
     });
   }
 
