@@ -54,22 +54,30 @@ describe('wasm training kernels match the cpu backend', () => {
     registerWasmTrainingKernels();
   });
 
-  for (const c of cases) {
-    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}`, () => {
-      const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-      const x = rnd(c.b * c.h * c.w * c.cin);
-      const wv = rnd(c.k * c.k * c.cin * c.cout);
-      const yShape = tf.tidy(() => tf.conv2d(tf.zeros([c.b, c.h, c.w, c.cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.cin, c.cout]) as tf.Tensor4D, c.s, c.pad).shape);
-      const dyv = rnd(yShape.reduce((p, q) => p * q, 1));
-      const before = tf.memory().numTensors;
-      const ref = grads(c, 'cpu', x, wv, dyv);
+  /** wasm's dx and dW against the cpu backend's on random data; with `chunk`, the filter gradient forced into batch chunks of that size. */
+  function checkAgainstCpu(c: Case, chunk?: number): void {
+    const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+    const x = rnd(c.b * c.h * c.w * c.cin);
+    const wv = rnd(c.k * c.k * c.cin * c.cout);
+    const yShape = tf.tidy(() => tf.conv2d(tf.zeros([c.b, c.h, c.w, c.cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.cin, c.cout]) as tf.Tensor4D, c.s, c.pad).shape);
+    const dyv = rnd(yShape.reduce((p, q) => p * q, 1));
+    const before = tf.memory().numTensors;
+    const ref = grads(c, 'cpu', x, wv, dyv);
+    const prev = chunk === undefined ? undefined : setFilterGradChunkFloats(chunk * yShape[1] * yShape[2] * c.cout);
+    try {
       const got = grads(c, 'wasm', x, wv, dyv);
       expect(tf.memory().numTensors).toBe(before);
       expect(got.dw.length).toBe(ref.dw.length);
       expect(got.dx.length).toBe(ref.dx.length);
       expect(maxRelErr(got.dw, ref.dw)).toBeLessThan(1e-4);
       expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
-    });
+    } finally {
+      if (prev !== undefined) setFilterGradChunkFloats(prev);
+    }
+  }
+
+  for (const c of cases) {
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}`, () => checkAgainstCpu(c));
   }
 
   // the filter gradient of a large batch goes in batch chunks (summed): force small chunks on small shapes
@@ -80,24 +88,7 @@ describe('wasm training kernels match the cpu backend', () => {
     { b: 8, h: 6, w: 6, cin: 4, cout: 2, k: 1, s: 1, pad: 'same', chunk: 4 },
   ];
   for (const c of chunked) {
-    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad}, batch ${c.b} in chunks of ${c.chunk}`, () => {
-      const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-      const x = rnd(c.b * c.h * c.w * c.cin);
-      const wv = rnd(c.k * c.k * c.cin * c.cout);
-      const yShape = tf.tidy(() => tf.conv2d(tf.zeros([c.b, c.h, c.w, c.cin]) as tf.Tensor4D, tf.zeros([c.k, c.k, c.cin, c.cout]) as tf.Tensor4D, c.s, c.pad).shape);
-      const dyv = rnd(yShape.reduce((p, q) => p * q, 1));
-      const before = tf.memory().numTensors;
-      const ref = grads(c, 'cpu', x, wv, dyv);
-      const prev = setFilterGradChunkFloats(c.chunk * yShape[1] * yShape[2] * c.cout);
-      try {
-        const got = grads(c, 'wasm', x, wv, dyv);
-        expect(tf.memory().numTensors).toBe(before);
-        expect(maxRelErr(got.dw, ref.dw)).toBeLessThan(1e-4);
-        expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
-      } finally {
-        setFilterGradChunkFloats(prev);
-      }
-    });
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad}, batch ${c.b} in chunks of ${c.chunk}`, () => checkAgainstCpu(c, c.chunk));
   }
 
   it('trains a conv layer end to end (gradient through fused conv + relu)', () => {
