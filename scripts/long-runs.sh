@@ -112,10 +112,14 @@ case "${1:-}" in
     # core) share them: a run another lane holds is skipped (each log is written by one lane at a time)
     if [ "$1" = eval2 ]; then order="diffpure-l2 oneshot-linf oneshot-l2 diffpure-linf"
     else order="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"; fi
+    finished=0
     for run in $order; do
       def=${run%%-*}; norm=${run#*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
       step $run runs/robustness/$norm-$def.log $ROB --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
+      done_before $run runs/robustness/$norm-$def.log && finished=$((finished + 1))
     done
+    # the lane that finishes the last of the four writes the tables (no lane waits idle for another)
+    [ $finished = 4 ] && "$SELF" report
     ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing), once no lane is
@@ -126,18 +130,17 @@ case "${1:-}" in
     ;;
   core1)
     # everything still to run for one core, in order (each finished step is skipped in seconds): issue #4's
-    # purifier rows (shared with core2), issue #7's restoration model (~7 core-hours; writes
-    # models/<ds>/restore.*), then issue #4's tables once core2's purifier rows are done
+    # purifier rows (shared with core2; whichever lane ends the last one writes the tables), then issue #7's
+    # restoration model (~7 core-hours; writes models/<ds>/restore.*)
     "$SELF" eval1
     step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 10000
-    "$SELF" report
     ;;
   core2)
-    # the other core: issue #4's purifier rows (shared with core1, the longest first) and tables, then
+    # the other core: issue #4's purifier rows (shared with core1, the longest first), then
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; "$SELF" report; "$SELF" a; "$SELF" cert
+    "$SELF" eval2; "$SELF" a; "$SELF" cert
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   *)
