@@ -17,6 +17,9 @@
 #                                      nohup scripts/long-runs.sh cert >> runs/long-runs-cert.log 2>&1 &
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
+# To stop every lane: pkill -f long-runs.sh; pkill -f 'advpurify.js|train-diffusion|train-restore'
+# (kill the scripts first: a lane runs its sub-lanes as child scripts, which outlive a killed parent and
+# would start their next step when their node process ends).
 set -u
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
