@@ -24,7 +24,7 @@ set -u
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 CLI="node bin/advpurify.js"
-ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard --workers 1"
+ROB="$CLI bench robustness --dataset fashion-mnist --split test --count 200 --preset standard"
 CERT="$CLI certify --sigma 0.25,0.5,1 --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1"
 
 # The Fashion-MNIST training set (Debian package dataset-fashion-mnist) is not on a fresh VM: install it
@@ -69,13 +69,30 @@ done_before() { # name, log file: whether the step already ended with exit 0 (it
   grep -q "end $1 (exit 0)" "$2" 2>/dev/null
 }
 
+# issue #4's four purifier rows: name -> log file (runs/robustness/<norm>-<defence>.log)
+ROWS="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"
+row_log() { local def=${1%%-*} norm=${1#*-}; echo "runs/robustness/$norm-$def.log"; }
+
+wide() { # marker, command...: runs the command (a row on both cores) with the marker present
+  local m=$1 rc; shift
+  touch "$m"; "$@"; rc=$?; rm -f "$m"
+  return $rc
+}
+
+wait_wide() { # a lane with nothing else for its core waits while a row runs on both cores (markers left by a
+  # killed run are stale: wait_for returns at once when nobody holds the lock)
+  local m
+  for m in runs/.locks/*.wide; do [ -e "$m" ] && wait_for "$(basename "$m" .wide)"; done
+  return 0
+}
+
 case "${1:-}" in
   a)
     # issue #4's anchor: PGD-7 adversarial fine-tuning of the shipped classifier, then its evaluation
     step classifier-adv runs/fashion-mnist/classifier-adv.log $CLI train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \
       --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 || exit 1
-    step adv-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
-    step adv-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
+    step adv-linf runs/robustness/linf.log $ROB --workers 1 --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
+    step adv-l2 runs/robustness/l2.log $ROB --workers 1 --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
     # issue #5's Cohen baselines: Gaussian-noise fine-tuning of each data set's shipped classifier per sigma
     # (uint8 weights: three more classifiers per data set within the 10 MB budget)
     for ds in fashion-mnist mnist; do
@@ -112,14 +129,22 @@ case "${1:-}" in
   eval|eval1|eval2)
     # the default purifier (diffpure t* 450, 5 steps) and oneshot under the standard adaptive suite, both norms
     # (~20 core-hours in all). eval1 and eval2 list the four runs in opposite orders, so two lanes (one per
-    # core) share them: a run another lane holds is skipped (each log is written by one lane at a time)
+    # core) share them: a run another lane holds is skipped (each log is written by one lane at a time).
+    # The last unfinished row runs on two worker threads (results do not depend on the number of workers)
+    # and leaves a marker, so that the other lane waits for it (wait_wide) instead of crowding the cores.
     if [ "$1" = eval2 ]; then order="diffpure-l2 oneshot-linf oneshot-l2 diffpure-linf"
-    else order="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"; fi
+    else order="$ROWS"; fi
     finished=0
     for run in $order; do
       def=${run%%-*}; norm=${run#*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
-      step $run runs/robustness/$norm-$def.log $ROB --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
-      done_before $run runs/robustness/$norm-$def.log && finished=$((finished + 1))
+      others=0
+      for o in $ROWS; do [ $o != $run ] && done_before $o "$(row_log $o)" && others=$((others + 1)); done
+      if [ $others = 3 ]; then
+        step $run "$(row_log $run)" wide runs/.locks/$run.wide $ROB --workers 2 --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
+      else
+        step $run "$(row_log $run)" $ROB --workers 1 --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
+      fi
+      done_before $run "$(row_log $run)" && finished=$((finished + 1))
     done
     # the lane that finishes the last of the four writes the tables (no lane waits idle for another)
     [ $finished = 4 ] && "$SELF" report
@@ -127,15 +152,15 @@ case "${1:-}" in
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing), once no lane is
     # still running one of the purifier's rows
-    wait_for diffpure-linf oneshot-l2 oneshot-linf diffpure-l2
-    step report-linf runs/robustness/linf.log $ROB --norm linf --eps 0.1 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/linf
-    step report-l2 runs/robustness/l2.log $ROB --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
+    wait_for $ROWS
+    step report-linf runs/robustness/linf.log $ROB --workers 1 --norm linf --eps 0.1 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/linf
+    step report-l2 runs/robustness/l2.log $ROB --workers 1 --norm l2 --eps 1.5 --defense none,jpeg,bitdepth,median,oneshot,diffpure,adv --out runs/robustness/l2
     ;;
   core1)
     # everything still to run for one core, in order (each finished step is skipped in seconds): issue #4's
     # purifier rows (shared with core2; whichever lane ends the last one writes the tables), then issue #7's
     # restoration model (~7 core-hours; writes models/<ds>/restore.*)
-    "$SELF" eval1
+    "$SELF" eval1; wait_wide
     step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 10000
     ;;
   core2)
@@ -143,7 +168,7 @@ case "${1:-}" in
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; "$SELF" a; "$SELF" cert
+    "$SELF" eval2; wait_wide; "$SELF" a; "$SELF" cert
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   *)
