@@ -139,11 +139,8 @@ case "${1:-}" in
       def=${run%%-*}; norm=${run#*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
       others=0
       for o in $ROWS; do [ $o != $run ] && done_before $o "$(row_log $o)" && others=$((others + 1)); done
-      if [ $others = 3 ]; then
-        step $run "$(row_log $run)" wide runs/.locks/$run.wide $ROB --workers 2 --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
-      else
-        step $run "$(row_log $run)" $ROB --workers 1 --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
-      fi
+      w=1; on=(); [ $others = 3 ] && { w=2; on=(wide runs/.locks/$run.wide); }
+      step $run "$(row_log $run)" "${on[@]}" $ROB --workers $w --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
       done_before $run "$(row_log $run)" && finished=$((finished + 1))
     done
     # the lane that finishes the last of the four writes the tables (no lane waits idle for another)
