@@ -73,6 +73,12 @@ done_before() { # name, log file: whether the step already ended with exit 0 (it
 ROWS="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"
 row_log() { local def=${1%%-*} norm=${1#*-}; echo "runs/robustness/$norm-$def.log"; }
 
+# issue #4's tuning of the default purifier against the full adaptive suite (L-inf 0.1) on validation images
+# 0-19 with the final diffusion weights: name -> purifier flags (the test set only produces the reported rows)
+TUNE="ddpm5 ddim5"
+tune_flags() { case $1 in ddpm5) echo "--t-star 450 --steps 5";; ddim5) echo "--t-star 450 --steps 5 --sampler ddim";; esac; }
+VAL="$CLI bench robustness --dataset fashion-mnist --split val --count 20 --preset standard --workers 1 --norm linf --eps 0.1 --defense diffpure"
+
 wide() { # marker, command...: runs the command (a row on both cores) with the marker present
   local m=$1 rc; shift
   touch "$m"; "$@"; rc=$?; rm -f "$m"
@@ -146,6 +152,13 @@ case "${1:-}" in
     # the lane that finishes the last of the four writes the tables (no lane waits idle for another)
     [ $finished = 4 ] && "$SELF" report
     ;;
+  tune1|tune2)
+    # two lanes share the tuning runs (opposite orders; a run the other lane holds is skipped)
+    order="$TUNE"; [ "$1" = tune2 ] && order="$(echo $TUNE | tr ' ' '\n' | tac | tr '\n' ' ')"
+    for cfg in $order; do
+      step tune-$cfg runs/robustness/val-tune-$cfg.log $VAL $(tune_flags $cfg) --out runs/robustness/val-tune/$cfg
+    done
+    ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing), once no lane is
     # still running one of the purifier's rows
@@ -155,9 +168,10 @@ case "${1:-}" in
     ;;
   core1)
     # everything still to run for one core, in order (each finished step is skipped in seconds): issue #4's
-    # purifier rows (shared with core2; whichever lane ends the last one writes the tables), then issue #7's
+    # purifier rows (shared with core2; whichever lane ends the last one writes the tables), its validation
+    # tuning runs (shared with core2), then issue #7's
     # restoration model (~7 core-hours; writes models/<ds>/restore.*)
-    "$SELF" eval1; wait_wide
+    "$SELF" eval1; wait_wide; "$SELF" tune1
     step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 10000
     ;;
   core2)
@@ -165,11 +179,11 @@ case "${1:-}" in
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; wait_wide; "$SELF" a; "$SELF" cert
+    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|cert|report" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report" >&2
     exit 2
     ;;
 esac
