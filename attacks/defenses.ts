@@ -35,6 +35,8 @@ export interface DefenseSetup {
   defense: Defense;
   classifier: LogitsFn;
   gradient: DefenseGradient;
+  /** purification draws majority-voted per classification (the purifier's `draws`; 1 = a single draw) */
+  votes?: number;
 }
 
 /** value = f(x) (no gradient needed), gradient = dy: BPDA with the identity as the approximation. */
@@ -186,7 +188,8 @@ function describeGradient(name: DefenseName, param: number | undefined, purify: 
     o.mode === 'diffpure' ? `diffpure t*=${o.tStar} steps=${o.steps} ${o.sampler}${o.guidance > 0 ? ` guidance=${o.guidance}` : ''}`
     : o.mode === 'restore' ? `restore (${o.restorer}; the level net's choice of t is piecewise constant, held fixed)`
     : `oneshot ${o.sigma !== undefined ? `sigma=${o.sigma}` : `t=${o.tStar}`}`;
-  return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}, EOT` : `full gradient through every step of ${what}, EOT`;
+  const vote = o.draws > 1 ? `, majority vote of ${o.draws} draws (attacked through the log of their mean softmax)` : '';
+  return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}${vote}, EOT` : `full gradient through every step of ${what}${vote}, EOT`;
 }
 
 export interface DefenseContext {
@@ -209,5 +212,6 @@ export async function loadDefense(spec: string, ctx: DefenseContext): Promise<De
   if (name === 'bitdepth') return { defense: bitDepth(param), classifier, gradient: 'full' };
   if (name === 'median') return { defense: medianFilter, classifier, gradient: 'full' };
   const p = await createPurifier({ ...ctx.purify, model: ctx.dataset, mode: purifierMode(name), seed: undefined, validate: false });
-  return { defense: purifierDefense(p), classifier, gradient: name.endsWith('-bpda') ? 'bpda' : 'full' };
+  const votes = resolveOptions({ ...ctx.purify, mode: purifierMode(name) }).draws;
+  return { defense: purifierDefense(p), classifier, gradient: name.endsWith('-bpda') ? 'bpda' : 'full', votes };
 }

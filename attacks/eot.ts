@@ -34,6 +34,31 @@ export interface AdaptiveOptions {
   gradient?: DefenseGradient; // default 'full'
   /** Seeds the stream of defence draws (default 0); every call consumes fresh draws. */
   seed?: number;
+  /**
+   * The defence as deployed with `draws: k` (`ImagePurifier.classify`): k purifications, each classified,
+   * majority-voted with ties broken by the mean probability. Attacks differentiate the log of the mean
+   * softmax over the k draws (the smooth surrogate of the vote, every draw's full gradient); `logits`
+   * returns scores whose argmax is the vote. Default 1 (one draw, the plain composition).
+   */
+  votes?: number;
+}
+
+/** log(mean_j softmax(z_j)) over k logits [N, C]: the differentiable surrogate of a k-draw vote. */
+export function logMeanSoftmax(z: readonly Tensor2D[]): Tensor2D {
+  return tf.tidy(() => tf.sub(tf.logSumExp(tf.stack(z.map((l) => tf.logSoftmax(l))), 0), Math.log(z.length)) as Tensor2D);
+}
+
+/**
+ * Scores [N, C] whose argmax is the majority vote of the k draws' argmaxes, ties broken by the mean
+ * probability (the deployed rule): 1000 x votes + max(log mean probability, -50). A score-based attack
+ * sees both the vote and, between changes of the vote, the mean probability move.
+ */
+export function voteScores(z: readonly Tensor2D[]): Tensor2D {
+  return tf.tidy(() => {
+    const classes = z[0].shape[1];
+    const votes = tf.addN(z.map((l) => tf.oneHot(tf.argMax(l, -1), classes).toFloat()));
+    return tf.add(tf.mul(votes, 1000), tf.maximum(logMeanSoftmax(z), -50)) as Tensor2D;
+  });
 }
 
 /** Forward = defense.forward(x, seed); backward = identity (dL/dx := dL/d purified). */
@@ -45,22 +70,34 @@ export function bpda(defense: Defense, seed?: number): (x: Tensor4D) => Tensor4D
   return (x) => op(x) as Tensor4D;
 }
 
-/** The composition classifier(defense(x)) with one fresh draw of the defence per call. */
-export function defended(defense: Defense, classifier: LogitsFn, seed = 0): LogitsFn {
+/**
+ * The composition classifier(defense(x)) with one fresh draw of the defence per call, or with `votes` > 1
+ * fresh draws voted (voteScores).
+ */
+export function defended(defense: Defense, classifier: LogitsFn, seed = 0, votes = 1): LogitsFn {
   const rng = mulberry32(seed);
-  return (x) => tf.tidy(() => classifier(defense.forward(x, nextSeed(rng))));
+  if (votes === 1) return (x) => tf.tidy(() => classifier(defense.forward(x, nextSeed(rng))));
+  return (x) => tf.tidy(() => voteScores(Array.from({ length: votes }, () => classifier(defense.forward(x, nextSeed(rng))))));
 }
 
 /** An AttackModel for classifier ∘ defense with EOT over k draws and full or BPDA gradients. */
 export function adaptive(defense: Defense, classifier: LogitsFn, opts: AdaptiveOptions = {}): AttackModel {
   const k = opts.eot ?? (defense.randomized ? 10 : 1);
   if (!(k >= 1)) throw new Error(`eot must be >= 1, got ${k}`);
+  const votes = opts.votes ?? 1;
+  if (!Number.isInteger(votes) || votes < 1) throw new Error(`votes must be an integer >= 1, got ${votes}`);
   const rng = mulberry32(opts.seed ?? 0);
   const through = (seed: number): ((x: Tensor4D) => Tensor4D) =>
     opts.gradient === 'bpda' ? bpda(defense, seed) : (x) => defense.forward(x, seed);
   const oneDraw = (): LossGrad => {
-    const purify = through(nextSeed(rng));
-    return autodiffLossGrad((x) => classifier(purify(x)), MAX_GRAD_BATCH);
+    if (votes === 1) {
+      const purify = through(nextSeed(rng));
+      return autodiffLossGrad((x) => classifier(purify(x)), MAX_GRAD_BATCH);
+    }
+    // one draw of the voted defence = `votes` purifications (one tape holds all of them; the same row
+    // chunks as a single draw, so a chunk's noise is the same whatever the vote count)
+    const purifiers = Array.from({ length: votes }, () => through(nextSeed(rng)));
+    return autodiffLossGrad((x) => logMeanSoftmax(purifiers.map((p) => classifier(p(x)))), MAX_GRAD_BATCH);
   };
   const lossGrad: LossGrad = (x: Tensor4D, y: Tensor1D, loss: LossName) => {
     if (k === 1) return oneDraw()(x, y, loss);
@@ -80,7 +117,7 @@ export function adaptive(defense: Defense, classifier: LogitsFn, opts: AdaptiveO
     return sum;
   };
   return {
-    logits: defended(defense, classifier, nextSeed(rng)),
+    logits: defended(defense, classifier, nextSeed(rng), votes),
     lossGrad,
     randomized: defense.randomized,
   };

@@ -75,8 +75,15 @@ row_log() { local def=${1%%-*} norm=${1#*-}; echo "runs/robustness/$norm-$def.lo
 
 # issue #4's tuning of the default purifier against the full adaptive suite (L-inf 0.1) on validation images
 # 0-19 with the final diffusion weights: name -> purifier flags (the test set only produces the reported rows)
-TUNE="ddpm5 ddim5"
-tune_flags() { case $1 in ddpm5) echo "--t-star 450 --steps 5";; ddim5) echo "--t-star 450 --steps 5 --sampler ddim";; esac; }
+# (votes3: the purifier deployed with draws: 3, majority vote; ~3x the attack cost of one draw)
+TUNE="ddim5 ddpm5 votes3"
+tune_flags() {
+  case $1 in
+    ddpm5) echo "--t-star 450 --steps 5";;
+    ddim5) echo "--t-star 450 --steps 5 --sampler ddim";;
+    votes3) echo "--t-star 450 --steps 5 --votes 3";;
+  esac
+}
 VAL="$CLI bench robustness --dataset fashion-mnist --split val --count 20 --preset standard --workers 1 --norm linf --eps 0.1 --defense diffpure"
 
 wide() { # marker, command...: runs the command (a row on both cores) with the marker present

@@ -15,12 +15,16 @@ import {
   perExampleLoss,
   type Defense,
   fgsm,
+  logMeanSoftmax,
+  nextSeed,
   type Norm,
   perturbationNorms,
   pgd,
   runEnsemble,
   square,
+  voteScores,
 } from '../attacks/index.js';
+import { mulberry32 } from '../src/util/rng.js';
 
 /** Fixture images used for training: all but 500..599, which are attacked. */
 const TRAIN = Array.from({ length: 900 }, (_, i) => (i < 500 ? i : i + 100));
@@ -312,6 +316,81 @@ describe('adaptive attacks on purifier + classifier', () => {
     mean.dispose();
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([xs, ys]);
+  });
+});
+
+describe('attacking a purifier deployed with draws: k (majority vote)', () => {
+  it('vote scores rank classes by votes, ties by mean probability; log-mean-softmax is the log of the mean probability', () => {
+    const before = tf.memory().numTensors;
+    // 3 draws, 4 classes. Row 0: votes 2 for class 1, 1 for class 3 -> 1 although class 3 has the higher mean
+    // probability. Row 1: one vote each for classes 0, 2, 3 -> the tie goes to the highest mean probability (2).
+    const z = [
+      [[0, 3, 0, 2.9], [0, 0, 5, 0]],
+      [[0, 1, 0, 0.9], [4, 0, 3.9, 0]],
+      [[0, 0, 0, 20], [0, 0, 4.5, 4.6]],
+    ].map((a) => tf.tensor2d(a));
+    const scores = voteScores(z);
+    expect(Array.from(tf.tidy(() => tf.argMax(scores, 1).dataSync()))).toEqual([1, 2]);
+    const lms = logMeanSoftmax(z);
+    const expected = tf.tidy(() => tf.log(tf.div(tf.addN(z.map((l) => tf.softmax(l))), 3)));
+    expect(Math.max(...Array.from(tf.tidy(() => tf.abs(tf.sub(lms, expected)).dataSync())))).toBeLessThan(1e-5);
+    tf.dispose([...z, scores, lms, expected]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('the gradient is that of log mean softmax over k fresh draws, and logits vote over k fresh draws', () => {
+    const xs = tf.tidy(() => x.slice([0, 0, 0, 0], [6, -1, -1, -1]) as Tensor4D);
+    const ys = tf.tidy(() => y.slice([0], [6]) as Tensor1D);
+    const before = tf.memory().numTensors;
+    const voted = adaptive(noisyBlur, net, { eot: 1, seed: 33, votes: 3 });
+    const got = voted.lossGrad(xs, ys, 'ce');
+    // the model's seed stream: the first seed belongs to `logits`, the next three to the first gradient's draws
+    const rng = mulberry32(33);
+    const logitSeed = nextSeed(rng);
+    const drawSeeds = [0, 1, 2].map(() => nextSeed(rng));
+    const want = autodiffLossGrad((v) => logMeanSoftmax(drawSeeds.map((s) => net(noisyBlur.forward(v, s)))))(xs, ys, 'ce');
+    const g = got.grad.dataSync();
+    const w = want.grad.dataSync();
+    const scale = Math.max(...Array.from(w, Math.abs));
+    expect(scale).toBeGreaterThan(0);
+    expect(Math.max(...Array.from(g, (v, i) => Math.abs(v - w[i])))).toBeLessThanOrEqual(1e-5 * scale);
+    // one draw's gradient alone differs: the three draws are really averaged in
+    const one = autodiffLossGrad((v) => net(noisyBlur.forward(v, drawSeeds[0])))(xs, ys, 'ce');
+    const o = one.grad.dataSync();
+    expect(Math.max(...Array.from(o, (v, i) => Math.abs(v - w[i])))).toBeGreaterThan(1e-3 * scale);
+    // logits: the majority vote of three fresh draws from the logits seed stream
+    const scores = voted.logits(xs);
+    const lrng = mulberry32(logitSeed);
+    const preds = [0, 1, 2].map(() => tf.tidy(() => Array.from(tf.argMax(net(noisyBlur.forward(xs, nextSeed(lrng))), 1).dataSync())));
+    const votedPred = Array.from(tf.tidy(() => tf.argMax(scores, 1).dataSync()));
+    for (let i = 0; i < 6; i++) {
+      const counts = new Map<number, number>();
+      for (const p of preds) counts.set(p[i], (counts.get(p[i]) ?? 0) + 1);
+      const top = Math.max(...counts.values());
+      expect(counts.get(votedPred[i])).toBe(top);
+    }
+    for (const r of [got, want, one]) tf.dispose([r.grad, r.loss, r.logits]);
+    scores.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([xs, ys]);
+  });
+
+  it('PGD against the voted defence stays in the threat model without leaks', () => {
+    const xs = tf.tidy(() => x.slice([0, 0, 0, 0], [10, -1, -1, -1]) as Tensor4D);
+    const ys = Int32Array.from(labels.slice(0, 10));
+    const before = tf.memory().numTensors;
+    const res = pgd(adaptive(noisyBlur, net, { eot: 2, seed: 5, votes: 3 }), xs, ys, { eps: 0.1, steps: 5, seed: 1 });
+    const adv = res.xAdv.dataSync();
+    expect(adv.every((v) => v >= 0 && v <= 1)).toBe(true);
+    expect(Math.max(...perturbationNorms('Linf', xs, res.xAdv, 10))).toBeLessThanOrEqual(0.1 + BOUND_TOLERANCE);
+    res.xAdv.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    xs.dispose();
+  });
+
+  it('refuses a vote count that is not a positive integer', () => {
+    expect(() => adaptive(noisyBlur, net, { votes: 0 })).toThrow(/votes/);
+    expect(() => adaptive(noisyBlur, net, { votes: 2.5 })).toThrow(/votes/);
   });
 });
 

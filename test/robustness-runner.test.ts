@@ -93,6 +93,12 @@ describe('bench robustness runner', () => {
     await runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2, purify: { tStar: 450, steps: 5 } }));
     expect(calls).toBe(0); // the same settings spelled out: nothing recomputed
     await expect(runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2, purify: { tStar: 100 } }))).rejects.toThrow(/different settings \(purify\)/);
+    // the purifier deployed with draws: 3 (majority vote) is another defence: its rows never mix with one draw's
+    await expect(runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2, purify: { draws: 3 } }))).rejects.toThrow(/different settings \(purify\)/);
+    const voted = join(dir, 'voted');
+    await runRobustness(base(voted, { defenses: ['diffpure'], eps: [0.1], count: 1, purify: { draws: 3 } }));
+    expect(JSON.parse(readFileSync(logPath(voted, 'diffpure'), 'utf8').split('\n')[0]).config.purify).toEqual({ tStar: 450, steps: 5, sampler: 'ddpm', votes: 3 });
+    expect(readFileSync(join(voted, 'robustness.md'), 'utf8')).toContain('majority vote of 3 draws');
     // a log written when the header held the raw options ({} under the old default t* 100)
     const lines = readFileSync(path, 'utf8').split('\n');
     writeFileSync(path, [JSON.stringify({ ...header, config: { ...header.config, purify: {} } }), ...lines.slice(1)].join('\n'));

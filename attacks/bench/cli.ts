@@ -2,7 +2,8 @@
  * `advpurify bench robustness` (flags -> runRobustness / attackCost):
  *   advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf --eps 0.05,0.1,0.15
  *     --defense none,jpeg,bitdepth,median,diffpure,oneshot,adv --attacks pgd,apgd,square --preset standard
- *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma] [--json]
+ *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma --votes k] [--json]
+ *   (--votes k: the purifier deployed with `draws: k`, k purifications majority-voted per classification)
  *   advpurify bench robustness --report-cost [--defense ... --preset ...]
  * Rerunning the same command resumes from the per-defence logs in --out.
  */
@@ -28,6 +29,7 @@ function purifyFlags(f: Flags): PurifyOptions {
   if (f.sigma !== undefined) o.sigma = num(f.sigma, 'sigma');
   if (f.sampler !== undefined) o.sampler = f.sampler as PurifyOptions['sampler'];
   if (f.guidance !== undefined) o.guidance = num(f.guidance, 'guidance');
+  if (f.votes !== undefined) o.draws = num(f.votes, 'votes');
   return o;
 }
 

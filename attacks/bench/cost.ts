@@ -89,7 +89,7 @@ export async function attackCost(o: CostOptions): Promise<CostReport> {
   try {
     for (const defense of o.defenses) {
       const setup = await build(defense);
-      const model = adaptive(setup.defense, setup.classifier, { eot: 1, gradient: setup.gradient, seed: 1 });
+      const model = adaptive(setup.defense, setup.classifier, { eot: 1, gradient: setup.gradient, seed: 1, votes: setup.votes });
       const grad = timed(() => {
         const g = model.lossGrad(x, y, 'ce');
         g.grad.dataSync();

@@ -75,10 +75,11 @@ function modelFingerprint(dataset: string, defense: string): Record<string, stri
  */
 export function purifyRecord(mode: 'diffpure' | 'oneshot' | 'restore', purify: PurifyOptions = {}): Record<string, unknown> {
   const r = resolveOptions({ ...purify, mode });
-  // guidance is recorded only when used, so logs written before it existed keep matching
-  if (mode === 'diffpure') return { tStar: r.tStar, steps: r.steps, sampler: r.sampler, ...(r.guidance > 0 ? { guidance: r.guidance } : {}) };
-  if (mode === 'oneshot') return r.sigma !== undefined ? { sigma: r.sigma } : { tStar: r.tStar };
-  return { restorer: r.restorer, tStar: r.tStar, steps: r.steps, sampler: r.sampler, sigma: r.sigma };
+  // guidance and votes are recorded only when used, so logs written before they existed keep matching
+  const votes = r.draws > 1 ? { votes: r.draws } : {};
+  if (mode === 'diffpure') return { tStar: r.tStar, steps: r.steps, sampler: r.sampler, ...(r.guidance > 0 ? { guidance: r.guidance } : {}), ...votes };
+  if (mode === 'oneshot') return { ...(r.sigma !== undefined ? { sigma: r.sigma } : { tStar: r.tStar }), ...votes };
+  return { restorer: r.restorer, tStar: r.tStar, steps: r.steps, sampler: r.sampler, sigma: r.sigma, ...votes };
 }
 
 function headerFor(spec: RunSpec, defense: string): LogHeader {

@@ -55,10 +55,10 @@ export class TaskRunner {
   }
 
   async run(task: Task): Promise<ImageRow[]> {
-    const { defense, classifier, gradient } = await this.setup(task.defense);
+    const { defense, classifier, gradient, votes } = await this.setup(task.defense);
     const { settings, norm } = this.spec;
     const seed = hashSeed(this.spec.seed, task.defense, task.eps, task.seedIndex);
-    const model = adaptive(defense, classifier, { eot: defense.randomized ? settings.eot : 1, gradient, seed });
+    const model = adaptive(defense, classifier, { eot: defense.randomized ? settings.eot : 1, gradient, seed, votes });
     const size = this.ds.shape[0] * this.ds.shape[1] * this.ds.shape[2];
     const pixels = new Float32Array(task.indices.length * size);
     task.indices.forEach((i, r) => pixels.set(this.ds.images.subarray(i * size, (i + 1) * size), r * size));

@@ -12,6 +12,7 @@ export const OPTIONS = {
   sigma: { type: 'string' },
   seed: { type: 'string' },
   draws: { type: 'string' },
+  votes: { type: 'string' },
   guidance: { type: 'string' },
   'keep-size': { type: 'boolean' },
   fit: { type: 'string' },

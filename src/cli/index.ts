@@ -57,7 +57,7 @@ export const COMMAND_HELP: Record<string, string> = {
   bench: `usage: advpurify bench perf
        advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
              --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
-             [--t-star N --steps K --sampler ddpm|ddim --guidance G --workers N --out DIR --report-cost]
+             [--t-star N --steps K --sampler ddpm|ddim --guidance G --votes K --workers N --out DIR --report-cost]
        advpurify bench patch [--count 200 --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
        advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]`,
   serve: `usage: advpurify serve [--port 3000 --host 127.0.0.1 --workers N --model NAME|DIR]   (same as npm start)`,
