@@ -106,8 +106,9 @@ case "${1:-}" in
     # issue #4's anchor: PGD-7 adversarial fine-tuning of the shipped classifier, then its evaluation
     step classifier-adv runs/fashion-mnist/classifier-adv.log $CLI train classifier --dataset fashion-mnist --variant classifier-adv --init models/fashion-mnist/classifier \
       --lr 1e-3 --epochs 2 --adv-eps 0.1 --adv-steps 7 --seed 1 || exit 1
-    step adv-linf runs/robustness/linf.log $ROB --workers 1 --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
-    step adv-l2 runs/robustness/l2.log $ROB --workers 1 --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
+    # (a finished row is not rerun: a one-defence run rewrites the directory's report with that row only)
+    done_before adv-linf runs/robustness/linf.log || step adv-linf runs/robustness/linf.log $ROB --workers 1 --norm linf --eps 0.1 --defense adv --out runs/robustness/linf
+    done_before adv-l2 runs/robustness/l2.log || step adv-l2 runs/robustness/l2.log $ROB --workers 1 --norm l2 --eps 1.5 --defense adv --out runs/robustness/l2
     # issue #5's Cohen baselines: Gaussian-noise fine-tuning of each data set's shipped classifier per sigma
     # (uint8 weights: three more classifiers per data set within the 10 MB budget)
     for ds in fashion-mnist mnist; do
@@ -152,6 +153,8 @@ case "${1:-}" in
     finished=0
     for run in $order; do
       def=${run%%-*}; norm=${run#*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
+      # a finished row is not rerun (it would rewrite the directory's report with its row only)
+      done_before $run "$(row_log $run)" && { finished=$((finished + 1)); continue; }
       others=0
       for o in $ROWS; do [ $o != $run ] && done_before $o "$(row_log $o)" && others=$((others + 1)); done
       w=1; on=(); [ $others = 3 ] && { w=2; on=(wide runs/.locks/$run.wide); }
@@ -165,6 +168,7 @@ case "${1:-}" in
     # two lanes share the tuning runs (opposite orders; a run the other lane holds is skipped)
     order="$TUNE"; [ "$1" = tune2 ] && order="$(echo $TUNE | tr ' ' '\n' | tac | tr '\n' ' ')"
     for cfg in $order; do
+      done_before tune-$cfg runs/robustness/val-tune-$cfg.log && continue
       step tune-$cfg runs/robustness/val-tune-$cfg.log $VAL $(tune_flags $cfg) --out runs/robustness/val-tune/$cfg
     done
     ;;
