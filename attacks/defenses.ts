@@ -212,6 +212,5 @@ export async function loadDefense(spec: string, ctx: DefenseContext): Promise<De
   if (name === 'bitdepth') return { defense: bitDepth(param), classifier, gradient: 'full' };
   if (name === 'median') return { defense: medianFilter, classifier, gradient: 'full' };
   const p = await createPurifier({ ...ctx.purify, model: ctx.dataset, mode: purifierMode(name), seed: undefined, validate: false });
-  const votes = resolveOptions({ ...ctx.purify, mode: purifierMode(name) }).draws;
-  return { defense: purifierDefense(p), classifier, gradient: name.endsWith('-bpda') ? 'bpda' : 'full', votes };
+  return { defense: purifierDefense(p), classifier, gradient: name.endsWith('-bpda') ? 'bpda' : 'full', votes: p.options.draws };
 }

@@ -90,14 +90,11 @@ export function adaptive(defense: Defense, classifier: LogitsFn, opts: AdaptiveO
   const through = (seed: number): ((x: Tensor4D) => Tensor4D) =>
     opts.gradient === 'bpda' ? bpda(defense, seed) : (x) => defense.forward(x, seed);
   const oneDraw = (): LossGrad => {
-    if (votes === 1) {
-      const purify = through(nextSeed(rng));
-      return autodiffLossGrad((x) => classifier(purify(x)), MAX_GRAD_BATCH);
-    }
-    // one draw of the voted defence = `votes` purifications (one tape holds all of them; the same row
-    // chunks as a single draw, so a chunk's noise is the same whatever the vote count)
+    // one draw of the (voted) defence = `votes` purifications on one tape, in the same row chunks whatever
+    // the vote count (so a chunk's noise does not depend on it)
     const purifiers = Array.from({ length: votes }, () => through(nextSeed(rng)));
-    return autodiffLossGrad((x) => logMeanSoftmax(purifiers.map((p) => classifier(p(x)))), MAX_GRAD_BATCH);
+    const f = votes === 1 ? (x: Tensor4D) => classifier(purifiers[0](x)) : (x: Tensor4D) => logMeanSoftmax(purifiers.map((p) => classifier(p(x))));
+    return autodiffLossGrad(f, MAX_GRAD_BATCH);
   };
   const lossGrad: LossGrad = (x: Tensor4D, y: Tensor1D, loss: LossName) => {
     if (k === 1) return oneDraw()(x, y, loss);
