@@ -161,8 +161,9 @@ case "${1:-}" in
       step $run "$(row_log $run)" "${on[@]}" $ROB --workers $w --norm $norm --eps $eps --defense $def --out runs/robustness/$norm
       done_before $run "$(row_log $run)" && finished=$((finished + 1))
     done
-    # the lane that finishes the last of the four writes the tables (no lane waits idle for another)
-    [ $finished = 4 ] && "$SELF" report
+    # the lane that finishes the last of the four writes the tables (no lane waits idle for another); once
+    # written they are not rewritten on every restart (a rerun of a row's command keeps every logged row)
+    [ $finished = 4 ] && ! done_before report-l2 runs/robustness/l2.log && "$SELF" report
     ;;
   tune1|tune2)
     # two lanes share the tuning runs (opposite orders; a run the other lane holds is skipped)

@@ -83,6 +83,24 @@ describe('bench robustness runner', () => {
     await expect(runRobustness(base(out, { settings: { pgdSteps: 4, apgdSteps: 3, squareQueries: 10 } }))).rejects.toThrow(/different settings \(settings\)/);
   });
 
+  it('a run of one defence keeps the other defences logged in its directory in the report, not logs of other settings', async () => {
+    const o = join(dir, 'together');
+    const both = await runRobustness(base(o, { defenses: ['none', 'diffpure'], eps: [0.1], count: 2, purify: { tStar: 300 } }));
+    // a log of the same defence family under other attack settings, left in the directory by hand
+    const stray = join(o, 'stray');
+    await runRobustness(base(stray, { defenses: ['jpeg'], eps: [0.1], count: 2, settings: { pgdSteps: 4, apgdSteps: 3, squareQueries: 10 } }));
+    copyFileSync(logPath(stray, 'jpeg'), logPath(o, 'jpeg'));
+    calls = 0;
+    const one = await runRobustness(base(o, { defenses: ['none'], eps: [0.1], count: 2 }));
+    expect(calls).toBe(0);
+    expect(one.report.results.map((r) => r.defense)).toEqual(['none', 'diffpure']);
+    expect(one.report.results).toEqual(both.report.results); // diffpure described from its own log (t* 300)
+    expect(one.report.results[1].attackNote).toContain('t*=300');
+    const md = readFileSync(one.files.markdown, 'utf8');
+    expect(md).toMatch(/\| diffpure \| 0\.1 \| 2 \|/);
+    expect(md).not.toMatch(/\| jpeg \|/);
+  });
+
   it('logs the resolved purifier settings: explicit defaults resume the same log, a log from before a default changed is refused', async () => {
     const o = join(dir, 'resolved');
     await runRobustness(base(o, { defenses: ['diffpure'], eps: [0.1], count: 2 }));

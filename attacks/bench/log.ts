@@ -81,3 +81,33 @@ export function openLog(path: string, header: LogHeader): ImageRow[] {
 export function appendRows(path: string, rows: readonly ImageRow[]): void {
   if (rows.length) appendFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
+
+/**
+ * Read a log without touching it (another process may be appending to it): its header and complete rows,
+ * or undefined when the file is not a robustness log. An unfinished last line is ignored.
+ */
+export function readLog(path: string): { header: LogHeader; rows: ImageRow[] } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = text.split('\n');
+  let header: LogHeader;
+  try {
+    header = JSON.parse(lines[0]) as LogHeader;
+  } catch {
+    return undefined;
+  }
+  if (header?.format !== LOG_FORMAT || typeof header.defense !== 'string' || !header.config) return undefined;
+  const rows: ImageRow[] = [];
+  for (const line of lines.slice(1, -1)) {
+    try {
+      rows.push(JSON.parse(line) as ImageRow);
+    } catch {
+      // a corrupt line: not reported
+    }
+  }
+  return { header, rows };
+}

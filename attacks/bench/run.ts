@@ -8,7 +8,7 @@
  * Seeds depend only on (run seed, defence, eps, first image of the batch): results do not depend on the
  * number of workers or on resumption.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../src/backend/index.js';
@@ -21,7 +21,7 @@ import type { Norm } from '../common.js';
 import { defenseClassifier, describeDefense, parseDefense, purifierMode, type DefenseSetup } from '../defenses.js';
 import { PRESETS, defaultAttacks, type AttackName, type AttackSettings, type PresetName } from './config.js';
 import type { ImageRow } from './evaluate.js';
-import { LOG_FORMAT, appendRows, logPath, openLog, rowKey, type LogHeader } from './log.js';
+import { LOG_FORMAT, appendRows, canonical, logPath, openLog, readLog, rowKey, type LogHeader } from './log.js';
 import { renderMarkdown, renderSvg, summarise, type RobustnessReport, type ResultRow } from './report.js';
 import { TaskRunner, loadImages, runInWorkers, type RunSpec, type Task } from './tasks.js';
 
@@ -156,14 +156,22 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
     bar.done();
   }
 
+  // Defences that earlier runs logged in the same directory under the same images, attacks and weights stay
+  // in the report (a one-defence run would otherwise rewrite it with its own row only); logs written under
+  // other settings or with other weights are left out.
+  const others = otherLogs(o.outDir, spec, o.defenses);
+  for (const other of others) logged.set(other.defense, new Map(other.rows.map((r) => [rowKey(r.eps, r.index), r])));
+  const reported = [...o.defenses.map((d) => ({ defense: d, purify: o.purify })), ...others];
+
   const results: ResultRow[] = [];
   let computeSeconds = 0;
   for (const eps of o.eps) {
-    for (const defense of o.defenses) {
+    for (const { defense, purify } of reported) {
       const rows = Array.from({ length: count }, (_, i) => logged.get(defense)!.get(rowKey(eps, i))).filter((r): r is ImageRow => r !== undefined);
+      if (rows.length === 0 && !o.defenses.includes(defense)) continue;
       computeSeconds += rows.reduce((s, r) => s + Object.values(r.seconds).reduce((a, b) => a + b, 0), 0);
       const randomized = ['diffpure', 'oneshot'].some((p) => defense.startsWith(p));
-      results.push(summarise(defense, eps, rows, spec.attacks, randomized ? spec.settings.draws : 1, safeDescribe(defense, o.purify)));
+      results.push(summarise(defense, eps, rows, spec.attacks, randomized ? spec.settings.draws : 1, safeDescribe(defense, purify)));
     }
   }
   const cpu = cpus();
@@ -182,6 +190,33 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
   writeFileSync(files.markdown, renderMarkdown(report));
   writeFileSync(files.svg, renderSvg(report));
   return { report, files, computed: total };
+}
+
+/** The purifier options a log's recorded settings stand for (purifyRecord's inverse). */
+function optionsOf(record: unknown): PurifyOptions | undefined {
+  if (!record || typeof record !== 'object') return undefined;
+  const { votes, ...rest } = record as Record<string, unknown>;
+  return { ...(rest as PurifyOptions), ...(typeof votes === 'number' ? { draws: votes } : {}) };
+}
+
+/** Logs in outDir of defences not in this run whose header is what this run would write for them. */
+function otherLogs(outDir: string, spec: RunSpec, requested: readonly string[]): { defense: string; rows: ImageRow[]; purify?: PurifyOptions }[] {
+  const mine = new Set(requested.map((d) => logPath(outDir, d)));
+  const out: { defense: string; rows: ImageRow[]; purify?: PurifyOptions }[] = [];
+  for (const file of readdirSync(outDir).filter((f) => f.endsWith('.jsonl')).sort()) {
+    const path = join(outDir, file);
+    if (mine.has(path)) continue;
+    const log = readLog(path);
+    if (!log || logPath(outDir, log.header.defense) !== path) continue;
+    const purify = optionsOf(log.header.config.purify);
+    try {
+      if (canonical(headerFor({ ...spec, purify }, log.header.defense).config) !== canonical(log.header.config)) continue;
+    } catch {
+      continue; // a defence this version no longer knows
+    }
+    out.push({ defense: log.header.defense, rows: log.rows, purify });
+  }
+  return out;
 }
 
 function safeDescribe(defense: string, purify?: PurifyOptions): string {
