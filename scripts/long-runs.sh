@@ -77,13 +77,15 @@ row_log() { local def=${1%%-*} norm=${1#*-}; echo "runs/robustness/$norm-$def.lo
 # 0-19 with the final diffusion weights: name -> purifier flags (the test set only produces the reported rows)
 # (votes3: the purifier deployed with draws: 3, majority vote, ~3x the attack cost of one draw; advclf: the
 # default purifier in front of the PGD-trained classifier instead of the standard one)
-TUNE="ddim5 ddpm5 advclf votes3"
+# (adv: the PGD-trained classifier alone, on the same images, as advclf's reference)
+TUNE="ddim5 ddpm5 advclf votes3 adv"
 tune_flags() {
   case $1 in
     ddpm5) echo "--defense diffpure --t-star 450 --steps 5";;
     ddim5) echo "--defense diffpure --t-star 450 --steps 5 --sampler ddim";;
     votes3) echo "--defense diffpure --t-star 450 --steps 5 --votes 3";;
     advclf) echo "--defense diffpure@classifier-adv --t-star 450 --steps 5";;
+    adv) echo "--defense adv";;
   esac
 }
 VAL="$CLI bench robustness --dataset fashion-mnist --split val --count 20 --preset standard --workers 1 --norm linf --eps 0.1"
