@@ -8,7 +8,7 @@
  *    level matches sigma, then the classifier.
  * The certificate holds whatever f is; these choices only decide how accurate the smoothed classifier is.
  */
-import { tf, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
+import { tf, type Tensor, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
 import type { LogitsFn } from '../src/types.js';
 import { type EpsModel, type GaussianDiffusion, fromModelScale } from '../src/diffusion/gaussian-diffusion.js';
 import { cryptoSeed, mulberry32 } from '../src/util/rng.js';
@@ -41,6 +41,13 @@ export interface DenoisedBaseOptions {
   sampler?: 'ddim' | 'ddpm';
   /** seed of the DDPM sampler's noise (default from the OS CSPRNG) */
   seed?: number;
+  /**
+   * Most noisy images per pass through the network (default 128): a certification batch of any size is
+   * denoised in chunks of this many. The one-shot and DDIM answers do not depend on it; it bounds memory (a
+   * 1,000-image U-Net pass overran the wasm heap) and smaller passes run faster on a CPU (measured: 128 per
+   * pass ~15-20% more noise samples/s than 500). With the DDPM sampler each chunk draws its own noise.
+   */
+  chunk?: number;
 }
 
 export type DenoisedBase = BaseClassifier & {
@@ -58,14 +65,15 @@ export type DenoisedBase = BaseClassifier & {
  * The denoised x0 is clipped to [-1, 1] (predictX0) and mapped back to [0, 1] before the classifier.
  */
 export function denoisedBase(diffusion: GaussianDiffusion, eps: EpsModel, logitsFn: LogitsFn, opts: DenoisedBaseOptions): DenoisedBase {
-  const { sigma, steps = 1, sampler = 'ddim' } = opts;
+  const { sigma, steps = 1, sampler = 'ddim', chunk = 128 } = opts;
   if (!(sigma > 0)) throw new RangeError(`sigma must be > 0, got ${sigma}`);
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`steps must be a positive integer, got ${steps}`);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunk must be a positive integer, got ${chunk}`);
   const tStar = sigmaToT(diffusion, sigma);
   const scale = Math.sqrt(diffusion.abar[tStar]);
   const ts = steps > 1 ? diffusion.respace(tStar, steps) : [tStar];
   const rng = mulberry32(opts.seed ?? cryptoSeed());
-  const base = (xNoisy: Tensor4D) =>
+  const pass = (xNoisy: Tensor4D) =>
     tf.tidy(() => {
       const n = xNoisy.shape[0];
       let xt = xNoisy.mul(2).sub(1).mul(scale) as Tensor4D; // no clipping: see above
@@ -83,5 +91,16 @@ export function denoisedBase(diffusion: GaussianDiffusion, eps: EpsModel, logits
       }
       return logitsFn(fromModelScale(x0));
     });
+  const base = (xNoisy: Tensor4D): Tensor => {
+    const n = xNoisy.shape[0];
+    if (n <= chunk) return pass(xNoisy);
+    const parts: Tensor[] = [];
+    try {
+      for (let s = 0; s < n; s += chunk) parts.push(tf.tidy(() => pass(xNoisy.slice([s, 0, 0, 0], [Math.min(chunk, n - s), -1, -1, -1]))));
+      return tf.concat(parts, 0);
+    } finally {
+      tf.dispose(parts);
+    }
+  };
   return Object.assign(base, { tStar });
 }

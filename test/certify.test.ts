@@ -291,6 +291,27 @@ describe('bases', () => {
     expect(ts).toEqual(diffusion.respace(base.tStar, 3));
   });
 
+  it('denoisedBase passes at most `chunk` images through the network, with the same answers as one pass', () => {
+    const sizes: number[] = [];
+    const eps = (xt: Tensor4D, t: tf.Tensor1D) => {
+      sizes.push(xt.shape[0]);
+      return tf.tidy(() => xt.mul(0.3).add(t.reshape([-1, 1, 1, 1]).div(5000)) as Tensor4D);
+    };
+    const logits = (x: Tensor4D) => x.reshape([x.shape[0], -1]).slice([0, 0], [-1, 3]) as tf.Tensor2D;
+    const xNoisy = tf.tidy(() => tf.randomNormal([23, 4, 4, 1], 0.5, 0.5, 'float32', 3) as Tensor4D);
+    const whole = denoisedBase(diffusion, eps, logits, { sigma: 0.5, steps: 2, chunk: 1000 })(xNoisy) as tf.Tensor;
+    expect(sizes).toEqual([23, 23]);
+    sizes.length = 0;
+    const before = tf.memory().numTensors;
+    const parts = denoisedBase(diffusion, eps, logits, { sigma: 0.5, steps: 2, chunk: 10 })(xNoisy) as tf.Tensor;
+    expect(tf.memory().numTensors).toBe(before + 1); // only the answer survives
+    expect(sizes).toEqual([10, 10, 10, 10, 3, 3]);
+    expect(parts.shape).toEqual([23, 3]);
+    expect(Array.from(parts.dataSync())).toEqual(Array.from(whole.dataSync()));
+    tf.dispose([xNoisy, whole, parts]);
+    expect(() => denoisedBase(diffusion, eps, logits, { sigma: 0.5, chunk: 0 })).toThrow(/chunk must be a positive integer/);
+  });
+
   it('noisyBase classifies x + delta itself', () => {
     const base = noisyBase((x) => x.reshape([x.shape[0], -1]) as tf.Tensor2D);
     const z = tf.tensor4d([0.1, 0.9], [2, 1, 1, 1]);
