@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import sharp from 'sharp';
 import { pngHeader } from './png-bomb.js';
 import { tf } from '../src/backend/index.js';
-import { createPurifier, purify, PurifyError, type ImagePurifier } from '../src/purify/index.js';
+import { createPurifier, MAX_PASS, purify, Purifier, PurifyError, type ImagePurifier } from '../src/purify/index.js';
 import { loadFixture, batch } from '../src/data/index.js';
 
 const fixture = loadFixture();
@@ -64,6 +64,36 @@ describe('purify() with the shipped Fashion-MNIST diffusion model', () => {
     expect(Number.isFinite(norm)).toBe(true);
     expect(norm).toBeGreaterThan(0);
     tf.dispose([x, y, g]);
+  });
+
+  it('purifies a batch larger than one pass in slices: reproducible, per-image gradients, nothing left behind', () => {
+    // one 1,000-image pass overran the wasm heap and left tensors behind; a large batch now goes in slices
+    const sizes: number[] = [];
+    const spy = Object.assign(Object.create(diff.model), {
+      eps: (xt: tf.Tensor4D, t: tf.Tensor1D) => (sizes.push(xt.shape[0]), diff.model.eps(xt, t)),
+    });
+    const p = new Purifier(spy, { mode: 'diffpure', tStar: 100, steps: 1 });
+    const n = MAX_PASS + 5;
+    const { x, y } = batch(fixture, Array.from({ length: n }, (_, i) => i));
+    const before = tf.memory().numTensors;
+    const a = p.purify(x, { seed: 3 });
+    expect(sizes).toEqual([MAX_PASS, 5]);
+    const b = p.purify(x, { seed: 3 });
+    expect(a.shape).toEqual([n, 28, 28, 1]);
+    const [diffAB, lo, hi] = tf.tidy(() => [a.sub(b).abs().max(), a.min(), a.max()].map((v) => v.dataSync()[0]));
+    expect(diffAB).toBe(0);
+    expect(lo).toBeGreaterThanOrEqual(0);
+    expect(hi).toBeLessThanOrEqual(1);
+    tf.dispose([a, b]);
+    expect(tf.memory().numTensors).toBe(before);
+    // the gradient of an image in the last slice reaches that image only
+    const one = new Purifier(diff.model, { mode: 'oneshot', sigma: 0.25 });
+    const g = tf.grad((inp: tf.Tensor) => one.purify(inp as tf.Tensor4D, { seed: 1 }).slice([n - 2, 0, 0, 0], [1, -1, -1, -1]).mean())(x);
+    const perImage = tf.tidy(() => g.abs().sum([1, 2, 3]).dataSync());
+    expect(perImage[n - 2]).toBeGreaterThan(0);
+    expect(perImage.reduce((s, v, i) => s + (i === n - 2 ? 0 : v), 0)).toBe(0);
+    tf.dispose([x, y, g]);
+    expect(tf.memory().numTensors).toBe(before - 2);
   });
 
   it('guidance keeps the reconstruction closer to the input, stays differentiable and leaks nothing', async () => {

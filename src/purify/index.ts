@@ -23,7 +23,7 @@ import { resolveOptions, type PurifyOptions } from './options.js';
 
 export { PurifyError } from './errors.js';
 export type { PurifyErrorCode } from './errors.js';
-export { Purifier } from './purifier.js';
+export { MAX_PASS, Purifier } from './purifier.js';
 export { DEFAULTS, LIMITS, MODES, resolveOptions } from './options.js';
 export type { Mode, PurifyOptions, Restorer, Sampler } from './options.js';
 export { decodeImage, encodeMaskPng, encodePng, toOriginalRect } from './image.js';
