@@ -234,3 +234,18 @@ describe('diffusion training resume', () => {
     tf.dispose([...Object.values(a.tensors), ...Object.values(b.tensors)]);
   }, 120_000);
 });
+
+describe('restoration learning-rate schedule', () => {
+  it('warms up over 200 steps, stays constant, and with decayFrom anneals by a cosine to 0 at the last step', async () => {
+    const { restoreLr } = await import('../src/train/restore.js');
+    const o = { lr: 5e-4, steps: 6000 };
+    expect(restoreLr(o, 0)).toBeCloseTo(2.5e-6, 12);
+    expect(restoreLr(o, 199)).toBeCloseTo(5e-4, 12);
+    expect(restoreLr(o, 5999)).toBe(5e-4); // no decay unless asked
+    const d = { ...o, decayFrom: 3000 };
+    expect(restoreLr(d, 2999)).toBe(5e-4);
+    expect(restoreLr(d, 4500)).toBeCloseTo(2.5e-4, 12); // halfway
+    expect(restoreLr(d, 6000)).toBeCloseTo(0, 12);
+    for (let s = 3000; s < 6000; s += 100) expect(restoreLr(d, s + 100)).toBeLessThan(restoreLr(d, s));
+  });
+});

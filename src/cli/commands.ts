@@ -138,6 +138,7 @@ const train: Command = async (pos, f) => {
       dataset, seed, out: f.out ?? join('models', dataset, 'restore'), checkpoint: f.checkpoint ?? join('runs', dataset, 'restore.ckpt'),
       init: f.init ?? join(modelsDir(), dataset, 'diffusion'), steps: num(f.steps, 'steps') ?? 10000, batchSize: num(f['batch-size'], 'batch-size') ?? 64,
       lr: num(f.lr, 'lr') ?? 5e-4, checkpointEvery: 100, validateEvery: num(f['validate-every'], 'validate-every') ?? 500,
+      decayFrom: num(f['decay-from'], 'decay-from'),
     });
     out(f, r, `restore: step ${r.step}, loss ${r.lossAvg.toFixed(4)}, level loss ${r.levelLossAvg.toFixed(3)}`);
   } else throw new UsageError('usage: advpurify train classifier|diffusion|restore --dataset fashion-mnist|mnist [...]');

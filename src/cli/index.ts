@@ -51,7 +51,7 @@ export const COMMAND_HELP: Record<string, string> = {
               --purify-aug 300,450,600 [--purify-fraction 0.5 --purify-steps 5 --purify-model NAME --purified-val-count 1000]
                                               purification-aware training (part of each batch through diffpure)
   diffusion:  --steps N --decay-from N
-  restore:    --steps N --init PATH --validate-every N`,
+  restore:    --steps N --decay-from N --init PATH --validate-every N`,
   certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
        [--count 100 --skip 1 --seed N --workers N --out DIR --json]`,
   bench: `usage: advpurify bench perf

@@ -63,6 +63,8 @@ export interface TrainRestoreOptions extends RestoreBatchOptions {
   seed: number;
   emaDecay?: number; // default 0.999
   warmup?: number; // lr warm-up steps, default 200
+  /** Cosine decay of the learning rate to 0 from this step to `steps` (default: none, constant after warm-up). */
+  decayFrom?: number;
   checkpointEvery?: number; // default 100
   validateEvery?: number; // default 500; 0 = never
   validateCount?: number; // validation images, default 64
@@ -261,7 +263,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
     }
     await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
     const batch = await restoreBatch(d, xb, [B, h, w, c], rng, o);
-    (opt as unknown as { learningRate: number }).learningRate = o.lr * Math.min(1, (step + 1) / warmup);
+    (opt as unknown as { learningRate: number }).learningRate = restoreLr(o, step, warmup);
     const [lossU, lossL] = tf.tidy(() => {
       const u = tf.variableGrads(() => unetLoss(d, unetParams(vars), batch), unetVars);
       const l = tf.variableGrads(() => levelLoss(levelOf(vars), batch), levelVars);
@@ -290,4 +292,11 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   tf.dispose(Object.values(ema));
   opt.dispose();
   return { step, lossAvg, levelLossAvg, validation };
+}
+
+/** The learning rate at `step` (0-based): linear warm-up, then constant, then the optional cosine decay to 0. */
+export function restoreLr(o: Pick<TrainRestoreOptions, 'lr' | 'steps' | 'decayFrom'>, step: number, warmup = 200): number {
+  const d = o.decayFrom;
+  const decay = d !== undefined && step >= d && o.steps > d ? 0.5 * (1 + Math.cos((Math.PI * (step - d)) / (o.steps - d))) : 1;
+  return o.lr * Math.min(1, (step + 1) / warmup) * decay;
 }
