@@ -17,7 +17,7 @@
 #                                      nohup scripts/long-runs.sh cert >> runs/long-runs-cert.log 2>&1 &
 #
 # Run `npm run -s build` first: the steps run the compiled CLI (bin/advpurify.js -> dist/).
-# To stop every lane: pkill -f long-runs.sh; pkill -f 'advpurify.js|train-diffusion|train-restore'
+# What runs now: scripts/long-runs.sh status. To stop every lane: pkill -f long-runs.sh; pkill -f 'advpurify.js|train-diffusion|train-restore'
 # (kill the scripts first: a lane runs its sub-lanes as child scripts, which outlive a killed parent and
 # would start their next step when their node process ends).
 set -u
@@ -203,8 +203,22 @@ case "${1:-}" in
     "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
+  status)
+    # which steps are running now (their lock is held) and the last progress line of each
+    mkdir -p runs/.locks
+    for l in runs/.locks/*.lock; do
+      [ -e "$l" ] || continue
+      name=$(basename "$l" .lock)
+      exec {fd}>"$l"
+      if flock -n "$fd"; then exec {fd}>&-; continue; fi
+      exec {fd}>&-
+      log=$(ls runs/*.log runs/*/*.log 2>/dev/null | grep -v '/long-runs-' | xargs grep -l "start $name\$" 2>/dev/null | head -1)
+      echo "running: $name ($log)"
+      [ -n "$log" ] && tail -c 2000 "$log" | tr '\r' '\n' | grep -v '^$' | tail -1 | sed 's/^/  /'
+    done
+    ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report|status" >&2
     exit 2
     ;;
 esac
