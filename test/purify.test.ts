@@ -89,7 +89,7 @@ describe('purify() with the shipped Fashion-MNIST diffusion model', () => {
     // the gradient of an image in the last slice reaches that image only
     const one = new Purifier(diff.model, { mode: 'oneshot', sigma: 0.25 });
     const g = tf.grad((inp: tf.Tensor) => one.purify(inp as tf.Tensor4D, { seed: 1 }).slice([n - 2, 0, 0, 0], [1, -1, -1, -1]).mean())(x);
-    const perImage = tf.tidy(() => g.abs().sum([1, 2, 3]).dataSync());
+    const perImage = Array.from(tf.tidy(() => g.abs().sum([1, 2, 3]).dataSync()));
     expect(perImage[n - 2]).toBeGreaterThan(0);
     expect(perImage.reduce((s, v, i) => s + (i === n - 2 ? 0 : v), 0)).toBe(0);
     tf.dispose([x, y, g]);

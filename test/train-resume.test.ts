@@ -210,6 +210,10 @@ describe('diffusion learning-rate schedule', () => {
     expect(diffusionLr(d, 8500)).toBeCloseTo(5e-4, 12); // halfway
     expect(diffusionLr(d, 10000)).toBeCloseTo(0, 12);
     for (let s = 7000; s < 10000; s += 100) expect(diffusionLr(d, s + 100)).toBeLessThan(diffusionLr(d, s));
+    // the restoration trainer's schedule: the same with a 200-step warm-up (train restore --decay-from)
+    expect(diffusionLr(o, 0, 200)).toBeCloseTo(5e-6, 12);
+    expect(diffusionLr(o, 199, 200)).toBeCloseTo(1e-3, 12);
+    expect(diffusionLr({ lr: 5e-4, steps: 6000, decayFrom: 3000 }, 4500, 200)).toBeCloseTo(2.5e-4, 12);
   });
 });
 
@@ -233,19 +237,4 @@ describe('diffusion training resume', () => {
     for (const [k, t] of Object.entries(a.tensors)) expect(Array.from(b.tensors[k].dataSync())).toEqual(Array.from(t.dataSync()));
     tf.dispose([...Object.values(a.tensors), ...Object.values(b.tensors)]);
   }, 120_000);
-});
-
-describe('restoration learning-rate schedule', () => {
-  it('warms up over 200 steps, stays constant, and with decayFrom anneals by a cosine to 0 at the last step', async () => {
-    const { restoreLr } = await import('../src/train/restore.js');
-    const o = { lr: 5e-4, steps: 6000 };
-    expect(restoreLr(o, 0)).toBeCloseTo(2.5e-6, 12);
-    expect(restoreLr(o, 199)).toBeCloseTo(5e-4, 12);
-    expect(restoreLr(o, 5999)).toBe(5e-4); // no decay unless asked
-    const d = { ...o, decayFrom: 3000 };
-    expect(restoreLr(d, 2999)).toBe(5e-4);
-    expect(restoreLr(d, 4500)).toBeCloseTo(2.5e-4, 12); // halfway
-    expect(restoreLr(d, 6000)).toBeCloseTo(0, 12);
-    for (let s = 3000; s < 6000; s += 100) expect(restoreLr(d, s + 100)).toBeLessThan(restoreLr(d, s));
-  });
 });

@@ -122,9 +122,12 @@ export async function trainDiffusion(o: TrainDiffusionOptions): Promise<void> {
   opt.dispose();
 }
 
-/** The learning rate at `step` (0-based): linear warm-up over 500 steps, then constant, then the optional cosine decay. */
-export function diffusionLr(o: Pick<TrainDiffusionOptions, 'lr' | 'steps' | 'decayFrom'>, step: number): number {
-  const warm = Math.min(1, (step + 1) / 500);
+/**
+ * The learning rate at `step` (0-based): linear warm-up over `warmup` steps (500 for the diffusion model), then
+ * constant, then the optional cosine decay to 0 from `decayFrom` to `steps` (the restoration trainer too).
+ */
+export function diffusionLr(o: Pick<TrainDiffusionOptions, 'lr' | 'steps' | 'decayFrom'>, step: number, warmup = 500): number {
+  const warm = Math.min(1, (step + 1) / warmup);
   const d = o.decayFrom;
   const decay = d !== undefined && step >= d && o.steps > d ? 0.5 * (1 + Math.cos((Math.PI * (step - d)) / (o.steps - d))) : 1;
   return o.lr * warm * decay;

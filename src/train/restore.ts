@@ -28,6 +28,7 @@ import { GaussianDiffusion, type EpsModel } from '../diffusion/gaussian-diffusio
 import { LEVEL_FLOOR, levelSteps, residualLevels, restorationPair } from '../diffusion/restoration.js';
 import { degradationsFor, randomSequence, type DegradationName } from '../degradations/index.js';
 import { DiffusionModel } from '../models/diffusion-model.js';
+import { diffusionLr } from './diffusion.js';
 import { DEFAULT_LEVEL_NET, initLevelNet, LEVEL_PREFIX, levelNetForward, type LevelNetConfig } from '../models/level-net.js';
 import type { RestoreInfo, RestoreMeta } from '../models/restore-model.js';
 import { DEFAULT_UNET, initUNet, unetForward, type Params, type UNetConfig } from '../models/unet.js';
@@ -263,7 +264,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
     }
     await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
     const batch = await restoreBatch(d, xb, [B, h, w, c], rng, o);
-    (opt as unknown as { learningRate: number }).learningRate = restoreLr(o, step, warmup);
+    (opt as unknown as { learningRate: number }).learningRate = diffusionLr(o, step, warmup);
     const [lossU, lossL] = tf.tidy(() => {
       const u = tf.variableGrads(() => unetLoss(d, unetParams(vars), batch), unetVars);
       const l = tf.variableGrads(() => levelLoss(levelOf(vars), batch), levelVars);
@@ -292,11 +293,4 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   tf.dispose(Object.values(ema));
   opt.dispose();
   return { step, lossAvg, levelLossAvg, validation };
-}
-
-/** The learning rate at `step` (0-based): linear warm-up, then constant, then the optional cosine decay to 0. */
-export function restoreLr(o: Pick<TrainRestoreOptions, 'lr' | 'steps' | 'decayFrom'>, step: number, warmup = 200): number {
-  const d = o.decayFrom;
-  const decay = d !== undefined && step >= d && o.steps > d ? 0.5 * (1 + Math.cos((Math.PI * (step - d)) / (o.steps - d))) : 1;
-  return o.lr * Math.min(1, (step + 1) / warmup) * decay;
 }
