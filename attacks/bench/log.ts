@@ -62,15 +62,7 @@ export function openLog(path: string, header: LogHeader): ImageRow[] {
         'use another --out directory, or delete the log to start this defence over',
     );
   }
-  // lines[last] is '' after a complete final line, or an unfinished row (dropped)
-  const rows: ImageRow[] = [];
-  for (const line of lines.slice(1, -1)) {
-    try {
-      rows.push(JSON.parse(line) as ImageRow);
-    } catch {
-      // a corrupt line: recomputed
-    }
-  }
+  const rows = rowsOf(lines); // a corrupt line is recomputed
   if (!text.endsWith('\n') || rows.length !== lines.length - 2) {
     writeFileSync(path, [JSON.stringify(header), ...rows.map((r) => JSON.stringify(r))].join('\n') + '\n');
   }
@@ -101,13 +93,18 @@ export function readLog(path: string): { header: LogHeader; rows: ImageRow[] } |
     return undefined;
   }
   if (header?.format !== LOG_FORMAT || typeof header.defense !== 'string' || !header.config) return undefined;
+  return { header, rows: rowsOf(lines) };
+}
+
+/** The complete rows after the header: lines[last] is '' after a complete final line, or an unfinished row (dropped); corrupt lines are skipped. */
+function rowsOf(lines: string[]): ImageRow[] {
   const rows: ImageRow[] = [];
   for (const line of lines.slice(1, -1)) {
     try {
       rows.push(JSON.parse(line) as ImageRow);
     } catch {
-      // a corrupt line: not reported
+      // corrupt: skipped
     }
   }
-  return { header, rows };
+  return rows;
 }
