@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadFixture, take } from '../src/data/index.js';
-import { benchSeed, conditionsFor, runCorruptionBench, type Preprocess } from '../src/bench/corruptions.js';
+import { benchCorruptions, benchSeed, conditionsFor, runCorruptionBench, type Preprocess } from '../src/bench/corruptions.js';
 import { LogSettingsMismatchError } from '../src/util/tsv-log.js';
 import { gaussianWindow, psnrPerImage, ssimPerImage, SSIM_CONSTANTS } from '../src/bench/similarity.js';
 import { initLevelNet } from '../src/models/level-net.js';
@@ -145,6 +145,23 @@ describe('bench corruptions (8 fixture images, 2 degradations, severities 1 and 
     const r = await runCorruptionBench({ ...options(), preprocessors: others, outDir: out, provenance: provenance({ weights: 'r2' }), severities: [1] });
     expect(r.cells.every((c) => c.preprocessor !== 'restore')).toBe(true);
     expect(r.cells.filter((c) => c.preprocessor === 'bitdepth').length).toBe(3);
+  }, 600_000);
+
+  it('the restore preprocessors run with the settings asked for, and the log records them', async () => {
+    const out = join(dir, 'settings');
+    const r = await benchCorruptions({
+      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore', 'restore-cold'],
+      restoreModel: join(dir, 'model'), restoreTStar: 7, restoreSteps: 2, coldSteps: 3, out, chunk: 4,
+    });
+    expect(r.cells.filter((c) => c.preprocessor === 'restore-cold')).toHaveLength(2); // clean, pixelate 1
+    const recorded = JSON.parse(readFileSync(join(out, 'corruptions.settings.json'), 'utf8')).preprocessors;
+    expect([recorded.restore.tStar, recorded.restore.steps, recorded.restore.restorer]).toEqual([7, 2, 'x0']);
+    expect([recorded['restore-cold'].steps, recorded['restore-cold'].restorer]).toEqual([3, 'cold']);
+    // another t* on the same log is refused rather than mixed with the old rows
+    await expect(benchCorruptions({
+      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore'],
+      restoreModel: join(dir, 'model'), restoreTStar: 9, restoreSteps: 2, out, chunk: 4,
+    })).rejects.toThrow(/preprocessor restore was run with other settings/);
   }, 600_000);
 
   it('seeds are odd (the trainer uses even ones), and degradation names are checked', () => {

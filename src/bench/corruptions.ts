@@ -210,6 +210,11 @@ export interface CorruptionBenchArgs {
   /** diffusion weights / restoration weights (shipped name or path; default: the dataset's) */
   model?: string;
   restoreModel?: string;
+  /** restore ('x0'): its diffpure pass (default: the purifier's restore defaults, t* 100, 5 steps) */
+  restoreTStar?: number;
+  restoreSteps?: number;
+  /** restore-cold: number of cold-diffusion steps (default 5) */
+  coldSteps?: number;
   out?: string;
   chunk?: number;
   seed?: number;
@@ -248,13 +253,13 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
       return undefined;
     }
   };
-  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', restorer: 'x0' }, 'restore') : undefined;
+  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', restorer: 'x0', tStar: a.restoreTStar, steps: a.restoreSteps }, 'restore') : undefined;
   const make: Record<PreprocessorName, () => Promise<Preprocess | undefined>> = {
     raw: async () => (x) => x.clone(),
     diffpure: () => purifier({ model, mode: 'diffpure' }, 'diffpure'),
     oneshot: () => purifier({ model, mode: 'oneshot' }, 'oneshot'),
     restore: async () => restore,
-    'restore-cold': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', restorer: 'cold' }, 'restore-cold') : undefined),
+    'restore-cold': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', restorer: 'cold', steps: a.coldSteps }, 'restore-cold') : undefined),
     jpeg: async () => jpegDefense(75).forward,
     bitdepth: async () => bitDepth(3).forward,
     median: async () => medianFilter.forward,
