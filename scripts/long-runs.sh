@@ -88,6 +88,16 @@ tune_flags() {
     adv) echo "--defense adv";;
   esac
 }
+# issue #7's validation runs of the restoration designs: name -> bench corruptions flags ('default' also runs
+# the references: raw, diffpure and oneshot in front of the same classifier)
+RVAL="default x0-t50 cold-10 x0-t200 cold-3 x0-t300"
+rv_flags() {
+  case $1 in
+    default) echo "--preprocessors raw,diffpure,oneshot,restore,restore-cold";;
+    x0-t*) echo "--preprocessors restore --restore-t-star ${1#x0-t}";;
+    cold-*) echo "--preprocessors restore-cold --cold-steps ${1#cold-}";;
+  esac
+}
 VAL="$CLI bench robustness --dataset fashion-mnist --split val --count 20 --preset standard --workers 1 --norm linf --eps 0.1"
 
 wide() { # marker, command...: runs the command (a row on both cores) with the marker present
@@ -175,6 +185,14 @@ case "${1:-}" in
       step tune-$cfg runs/robustness/val-tune-$cfg.log $VAL $(tune_flags $cfg) --out runs/robustness/val-tune/$cfg
     done
     ;;
+  restore-val)
+    # issue #7: choosing the restoration design and its defaults on validation images 0-199 (every
+    # degradation, severities 1-5, mixtures, clean), final restoration weights; one directory per setting
+    # (a log is tied to its settings); compare with: node --import tsx scripts/restore-val-table.ts
+    for cfg in $RVAL; do
+      step rv-$cfg runs/fashion-mnist/restore-val.log $CLI bench corruptions --split val --count 200 $(rv_flags $cfg) --out runs/fashion-mnist/restore-val/$cfg
+    done
+    ;;
   report)
     # every defence's table, plot and JSON from the logs (computes only what is missing), once no lane is
     # still running one of the purifier's rows
@@ -191,8 +209,10 @@ case "${1:-}" in
     # (validation PSNR of both designs levelled off from step 1,500 to 2,000 at a constant rate: the run ends at
     # 6,000 steps with a cosine decay of the rate from step 3,000, as the diffusion model's did, instead of 10,000)
     step restore runs/fashion-mnist/restore.log node --import tsx scripts/train-restore.ts fashion-mnist 6000 3000
-    # then issue #6's full patch benchmark (~25 core-hours; core 2 is busy with certification by then; the
-    # restore design comparison and its corruption benchmark need a person to pick and ship the design first)
+    # then the restoration designs on validation images (~2 core-hours; a person picks the design and
+    # defaults from scripts/restore-val-table.ts and ships the model before its test-set benchmark), then
+    # issue #6's full patch benchmark (~25 core-hours; core 2 is busy with certification by then)
+    "$SELF" restore-val
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   core2)
@@ -218,7 +238,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report|restore-val|status" >&2
     exit 2
     ;;
 esac
