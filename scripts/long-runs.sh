@@ -90,7 +90,7 @@ tune_flags() {
 }
 # issue #7's validation runs of the restoration designs: name -> bench corruptions flags ('default' also runs
 # the references: raw, diffpure and oneshot in front of the same classifier)
-RVAL="default x0-t50 cold-10 x0-t200 cold-3 x0-t300"
+RVAL="default x0-t50 cold-10 x0-t200 x0-t450 cold-3 x0-t300"
 rv_flags() {
   case $1 in
     default) echo "--preprocessors raw,diffpure,oneshot,restore,restore-cold";;
