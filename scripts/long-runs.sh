@@ -185,11 +185,14 @@ case "${1:-}" in
       step tune-$cfg runs/robustness/val-tune-$cfg.log $VAL $(tune_flags $cfg) --out runs/robustness/val-tune/$cfg
     done
     ;;
-  restore-val)
+  restore-val|restore-val1|restore-val2)
     # issue #7: choosing the restoration design and its defaults on validation images 0-199 (every
     # degradation, severities 1-5, mixtures, clean), final restoration weights; one directory per setting
     # (a log is tied to its settings); compare with: node --import tsx scripts/restore-val-table.ts
-    for cfg in $RVAL; do
+    # (restore-val1 and restore-val2 share the runs in opposite orders, one lane per core)
+    order="$RVAL"; [ "$1" = restore-val2 ] && order="$(echo $RVAL | tr ' ' '\n' | tac | tr '\n' ' ')"
+    for cfg in $order; do
+      [ -f runs/fashion-mnist/restore-val/$cfg/corruptions.json ] && done_before rv-$cfg runs/fashion-mnist/restore-val.log && continue
       step rv-$cfg runs/fashion-mnist/restore-val.log $CLI bench corruptions --split val --count 200 $(rv_flags $cfg) --out runs/fashion-mnist/restore-val/$cfg
     done
     ;;
@@ -212,7 +215,7 @@ case "${1:-}" in
     # then the restoration designs on validation images (~2 core-hours; a person picks the design and
     # defaults from scripts/restore-val-table.ts and ships the model before its test-set benchmark), then
     # issue #6's full patch benchmark (~25 core-hours; core 2 is busy with certification by then)
-    "$SELF" restore-val
+    "$SELF" restore-val1
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   core2)
