@@ -217,7 +217,7 @@ case "${1:-}" in
     # issue #6's full patch benchmark (~25 core-hours; core 2 is busy with certification by then)
     "$SELF" restore-val1
     # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure)
-    step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
+    done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   core2)
@@ -227,7 +227,7 @@ case "${1:-}" in
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
     "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert
     # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure)
-    step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
+    done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     ;;
   status)
