@@ -189,7 +189,8 @@ function describeGradient(name: DefenseName, param: number | undefined, purify: 
     : o.mode === 'restore' ? `restore (${o.restorer}; the level net's choice of t is piecewise constant, held fixed)`
     : `oneshot ${o.sigma !== undefined ? `sigma=${o.sigma}` : `t=${o.tStar}`}`;
   const vote = o.draws > 1 ? `, majority vote of ${o.draws} draws (attacked through the log of their mean softmax)` : '';
-  return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}${vote}, EOT` : `full gradient through every step of ${what}${vote}, EOT`;
+  const eot = o.mode === 'restore' && o.restorer === 'cold' ? ' (deterministic: no EOT)' : ', EOT';
+  return name.endsWith('-bpda') ? `BPDA (identity backward) through ${what}${vote}${eot}` : `full gradient through every step of ${what}${vote}${eot}`;
 }
 
 export interface DefenseContext {

@@ -44,7 +44,7 @@ const line = (name: string, r: Run, p: string) => {
 for (const p of ['raw', 'diffpure', 'oneshot']) if (ref.cells.some((c) => c.preprocessor === p)) line('default', ref, p);
 for (const d of dirs) {
   const r = load(d);
-  for (const p of ['restore', 'restore-cold']) if (r.cells.some((c) => c.preprocessor === p)) line(d, r, p);
+  for (const p of ['restore', 'restore-cold', 'restore-x0']) if (r.cells.some((c) => c.preprocessor === p)) line(d, r, p);
 }
 const cleanRaw = get(ref, 'clean', 0, 'raw')?.accuracy ?? NaN;
 process.stdout.write([

@@ -150,18 +150,19 @@ describe('bench corruptions (8 fixture images, 2 degradations, severities 1 and 
   it('the restore preprocessors run with the settings asked for, and the log records them', async () => {
     const out = join(dir, 'settings');
     const r = await benchCorruptions({
-      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore', 'restore-cold'],
+      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore', 'restore-x0'],
       restoreModel: join(dir, 'model'), restoreTStar: 7, restoreSteps: 2, coldSteps: 3, out, chunk: 4,
     });
-    expect(r.cells.filter((c) => c.preprocessor === 'restore-cold')).toHaveLength(2); // clean, pixelate 1
+    expect(r.cells.filter((c) => c.preprocessor === 'restore-x0')).toHaveLength(2); // clean, pixelate 1
     const recorded = JSON.parse(readFileSync(join(out, 'corruptions.settings.json'), 'utf8')).preprocessors;
-    expect([recorded.restore.tStar, recorded.restore.steps, recorded.restore.restorer]).toEqual([7, 2, 'x0']);
-    expect([recorded['restore-cold'].steps, recorded['restore-cold'].restorer]).toEqual([3, 'cold']);
+    // 'restore' is what mode 'restore' does by default (the cold design), restore-x0 the other design
+    expect([recorded.restore.steps, recorded.restore.restorer]).toEqual([3, 'cold']);
+    expect([recorded['restore-x0'].tStar, recorded['restore-x0'].steps, recorded['restore-x0'].restorer]).toEqual([7, 2, 'x0']);
     // another t* on the same log is refused rather than mixed with the old rows
     await expect(benchCorruptions({
-      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore'],
+      split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore-x0'],
       restoreModel: join(dir, 'model'), restoreTStar: 9, restoreSteps: 2, out, chunk: 4,
-    })).rejects.toThrow(/preprocessor restore was run with other settings/);
+    })).rejects.toThrow(/preprocessor restore-x0 was run with other settings/);
   }, 600_000);
 
   it('seeds are odd (the trainer uses even ones), and degradation names are checked', () => {

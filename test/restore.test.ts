@@ -1,7 +1,7 @@
 /**
  * The restoration model (issue 7) at smoke scale: the restoration process's algebra, the trainer
  * (loss goes down, resume continues exactly), `mode: 'restore'` on a tiny trained model (shape, range,
- * seeds, typed errors), and, once models/fashion-mnist/restore.* ships, what users rely on: restore
+ * seeds, typed errors), and, with the shipped models/fashion-mnist/restore.*, what users rely on: restore
  * improves every degradation and leaves clean images nearly alone.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
@@ -15,7 +15,9 @@ import { coldSchedule, LEVEL_FLOOR, levelSteps, residualLevels, restorationPair,
 import { saveDiffusion } from '../src/models/diffusion-model.js';
 import { initUNet, unetForward, type UNetConfig } from '../src/models/unet.js';
 import { loadWeights } from '../src/models/weights.js';
-import { createPurifier, PurifyError, Purifier, loadDiffusionModel } from '../src/purify/index.js';
+import { createPurifier, PurifyError, Purifier, loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
+import { degradationsFor, getDegradation } from '../src/degradations/index.js';
+import { psnrPerImage } from '../src/bench/similarity.js';
 import { parseJsonOptions } from '../src/middleware/schemas.js';
 import { restoreBatch, trainRestore, unetLoss } from '../src/train/restore.js';
 import { mulberry32 } from '../src/util/rng.js';
@@ -135,7 +137,7 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
 
   it("mode 'restore': shape, range, seeds, both designs, no leaked tensors, differentiable", async () => {
     const model = join(dir, 'a', 'restore');
-    const p = await createPurifier({ model, mode: 'restore', tStar: 20, steps: 2 });
+    const p = await createPurifier({ model, mode: 'restore', restorer: 'x0', tStar: 20, steps: 2 });
     const cold = await createPurifier({ model, mode: 'restore', restorer: 'cold', steps: 3 });
     const { x, y } = batch(fixture, [10, 11, 12]);
     const noisy = tf.tidy(() => x.add(tf.randomNormal(x.shape, 0, 0.2, 'float32', 7)).clipByValue(0, 1) as Tensor4D);
@@ -164,10 +166,11 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
   it("the attack suite's restore defences: x0 is randomized (EOT), cold deterministic, full gradients finite", async () => {
     expect(parseDefense('restore').name).toBe('restore');
     expect(purifierMode(parseDefense('restore-bpda').name)).toBe('restore');
-    expect(describeDefense('restore')).toMatch(/full gradient .*restore \(x0/);
+    expect(describeDefense('restore')).toMatch(/full gradient .*restore \(cold/); // the default design
+    expect(describeDefense('restore', { restorer: 'x0' })).toMatch(/full gradient .*restore \(x0/);
     expect(describeDefense('restore-bpda', { restorer: 'cold' })).toMatch(/BPDA .*restore \(cold/);
     const model = join(dir, 'a', 'restore');
-    const x0 = purifierDefense(await createPurifier({ model, mode: 'restore', tStar: 20, steps: 2 }));
+    const x0 = purifierDefense(await createPurifier({ model, mode: 'restore', restorer: 'x0', tStar: 20, steps: 2 }));
     const cold = purifierDefense(await createPurifier({ model, mode: 'restore', restorer: 'cold', steps: 2 }));
     expect([x0.randomized, cold.randomized]).toEqual([true, false]);
     const { x, y } = batch(fixture, [10, 11]);
@@ -211,4 +214,34 @@ describe('restoration trainer (smoke scale: a tiny U-Net, 8 fixture images)', ()
     expect(parseJsonOptions({ mode: 'restore', restorer: 'cold' })).toEqual({ mode: 'restore', restorer: 'cold' });
     expect(() => parseJsonOptions({ mode: 'restore', restorer: 'magic' })).toThrow(/restorer/);
   });
+});
+
+describe('the shipped restoration model (models/fashion-mnist/restore.*, default design)', () => {
+  // fixture images 0-31, every degradation at severity 3 with odd seeds (the trainer draws even ones)
+  const idx = Array.from({ length: 32 }, (_, i) => i);
+  const psnr = (a: Tensor4D, b: Tensor4D) => { const p = psnrPerImage(a, b); return p.reduce((s, v) => s + v, 0) / p.length; };
+
+  it('improves PSNR on every degradation at severity 3 and leaves clean images nearly alone', async () => {
+    const p = await createPurifier({ mode: 'restore' });
+    const clf = await loadClassifier('fashion-mnist');
+    const { x, y } = batch(fixture, idx);
+    const before = tf.memory().numTensors;
+    const worse: string[] = [];
+    for (const [k, name] of degradationsFor(1).entries()) {
+      const { y: bad } = await getDegradation(name).apply(x, 3, 2 * k + 1);
+      const out = p.purify(bad, { seed: k });
+      const [pb, pr] = [psnr(bad, x), psnr(out, x)];
+      if (!(pr > pb)) worse.push(`${name}: ${pb.toFixed(2)} -> ${pr.toFixed(2)} dB`);
+      tf.dispose([bad, out]);
+    }
+    expect(worse).toEqual([]);
+    // "don't change what is fine": clean images come back close, with the same predictions
+    const out = p.purify(x, { seed: 1 });
+    expect(psnr(out, x)).toBeGreaterThan(40);
+    const agree = tf.tidy(() => clf.predict(out).argMax(-1).equal(clf.predict(x).argMax(-1)).mean().dataSync()[0]);
+    expect(agree).toBeGreaterThanOrEqual(0.95);
+    out.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, y]);
+  }, SLOW);
 });

@@ -7,7 +7,7 @@
  * PSNR / SSIM of its output to the clean image.
  *
  * Preprocessors: raw (none), diffpure, oneshot (the shipped diffusion model, default options),
- * restore (design (b): x0 then diffpure) and restore-cold (design (a)) with the restoration model, and
+ * restore (the default design, cold diffusion) and restore-x0 (x0 then diffpure) with the restoration model, and
  * the baselines of attacks/defenses.ts: jpeg (q 75), bitdepth (3 bits), median (3x3).
  *
  * Seeds: every draw (degradation, preprocessor randomness) comes from an FNV hash of the run seed and the
@@ -29,7 +29,7 @@ import { Progress } from '../util/progress.js';
 import { psnrPerImage, ssimPerImage } from './similarity.js';
 import { writeCorruptionReport, type CellSummary } from './corruptions-report.js';
 
-export const PREPROCESSORS = ['raw', 'diffpure', 'oneshot', 'restore', 'restore-cold', 'jpeg', 'bitdepth', 'median'] as const;
+export const PREPROCESSORS = ['raw', 'diffpure', 'oneshot', 'restore', 'restore-x0', 'jpeg', 'bitdepth', 'median'] as const;
 export type PreprocessorName = (typeof PREPROCESSORS)[number];
 /** Rows besides the single degradations: random sequences of 2 and 3 degradations. */
 export const MIXTURES = ['mix-2', 'mix-3'] as const;
@@ -210,10 +210,10 @@ export interface CorruptionBenchArgs {
   /** diffusion weights / restoration weights (shipped name or path; default: the dataset's) */
   model?: string;
   restoreModel?: string;
-  /** restore ('x0'): its diffpure pass (default: the purifier's restore defaults, t* 100, 5 steps) */
+  /** the 'x0' design (restore-x0): its diffpure pass (default: the purifier's restore defaults, t* 100, 5 steps) */
   restoreTStar?: number;
   restoreSteps?: number;
-  /** restore-cold: number of cold-diffusion steps (default 5) */
+  /** the 'cold' design (restore): number of cold-diffusion steps (default 5) */
   coldSteps?: number;
   out?: string;
   chunk?: number;
@@ -248,18 +248,20 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
     } catch (e) {
       // a restoration model that is not trained yet: skip it unless it was asked for by name
       if (o?.mode !== 'restore' || a.preprocessors) throw e;
-      notes.push(`restore, restore-cold: skipped (${e instanceof Error ? e.message : String(e)})`);
+      notes.push(`restore, restore-x0: skipped (${e instanceof Error ? e.message : String(e)})`);
       process.stderr.write(`bench corruptions: ${notes[notes.length - 1]}\n`);
       return undefined;
     }
   };
-  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', restorer: 'x0', tStar: a.restoreTStar, steps: a.restoreSteps }, 'restore') : undefined;
+  // the row named 'restore' is what `mode: 'restore'` does by default (the cold design); restore-x0 the other design
+  const design = (restorer: 'cold' | 'x0') => (restorer === 'cold' ? { restorer, steps: a.coldSteps } : { restorer, tStar: a.restoreTStar, steps: a.restoreSteps });
+  const restore = wanted.some((p) => p.startsWith('restore')) ? await purifier({ model: restoreModel, mode: 'restore', ...design('cold') }, 'restore') : undefined;
   const make: Record<PreprocessorName, () => Promise<Preprocess | undefined>> = {
     raw: async () => (x) => x.clone(),
     diffpure: () => purifier({ model, mode: 'diffpure' }, 'diffpure'),
     oneshot: () => purifier({ model, mode: 'oneshot' }, 'oneshot'),
     restore: async () => restore,
-    'restore-cold': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', restorer: 'cold', steps: a.coldSteps }, 'restore-cold') : undefined),
+    'restore-x0': async () => (restore ? purifier({ model: restoreModel, mode: 'restore', ...design('x0') }, 'restore-x0') : undefined),
     jpeg: async () => jpegDefense(75).forward,
     bitdepth: async () => bitDepth(3).forward,
     median: async () => medianFilter.forward,

@@ -22,7 +22,7 @@ export interface PurifyOptions {
   sigma?: number;
   /** diffpure: number of reverse steps from tStar to 0 (1..tStar); restore 'cold': restoration steps. */
   steps?: number;
-  /** restore: which design (default 'x0'; its diffpure pass uses tStar and steps). */
+  /** restore: which design (default 'cold', `steps` steps; 'x0': its diffpure pass uses tStar and steps). */
   restorer?: Restorer;
   sampler?: Sampler;
   /** Reproducible randomness; default: a fresh seed from the OS CSPRNG on every call. */
@@ -43,9 +43,11 @@ export interface PurifyOptions {
  * robust accuracy under the standard adaptive suite (20 images at L-inf 0.1; t* 100 / 300 / 450 / 600)
  * among the t* whose clean validation accuracy stays >= 80% (500 images).
  * oneshot uses the same tStar unless `sigma` is given. restore's diffpure pass after its x0 prediction
- * is meant to be short: `restoreTStar` unless tStar is given.
+ * is meant to be short: `restoreTStar` unless tStar is given. restore's design: 'cold' (5 steps), chosen on
+ * validation images over 'x0' (README, "Restoration": higher accuracy on corrupted images at every
+ * severity, 47 dB vs 27 dB on clean ones, faster).
  */
-export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 450, restoreTStar: 100, steps: 5, sampler: 'ddpm' as Sampler, draws: 1, guidance: 0, restorer: 'x0' as Restorer };
+export const DEFAULTS = { mode: 'diffpure' as Mode, tStar: 450, restoreTStar: 100, steps: 5, sampler: 'ddpm' as Sampler, draws: 1, guidance: 0, restorer: 'cold' as Restorer };
 
 export const LIMITS = { T: 1000, maxDraws: 64, maxSigma: 2, maxSeed: 2 ** 31 - 1, maxGuidance: 1 };
 

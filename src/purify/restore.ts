@@ -3,10 +3,11 @@
  * pixelation, banding, patches, several at once) by the restoration model (src/models/restore-model.ts,
  * trained by src/train/restore.ts). The level net estimates how damaged each image is; the U-Net
  * restores from that level (the process: src/diffusion/restoration.ts):
- *   'x0'   (design b, default): one x0 prediction at the estimated level, then the purifier's diffpure pass
- *          (tStar, steps), which keeps diffpure's randomness against adaptive attacks;
- *   'cold' (design a): cold-diffusion steps (Bansal et al. Algorithm 2) from the estimated level to 0;
- *          deterministic, `steps` network passes.
+ *   'cold' (design a, default): cold-diffusion steps (Bansal et al. Algorithm 2) from the estimated level
+ *          to 0; deterministic, `steps` network passes;
+ *   'x0'   (design b): one x0 prediction at the estimated level, then the purifier's diffpure pass
+ *          (tStar, steps), which keeps diffpure's randomness against adaptive attacks.
+ * The default was chosen on validation images (scripts/restore-val-table.ts).
  * An image the level net judges clean is restored at t = 1, which changes it very little.
  */
 import type { Tensor4D } from '../backend/index.js';
