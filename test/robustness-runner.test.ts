@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { modelsDir } from '../src/models/paths.js';
 import { loadDefense, type DefenseSetup } from '../attacks/defenses.js';
+import { purifyFlags } from '../attacks/bench/cli.js';
+import { purifyRecord } from '../attacks/bench/run.js';
 import { attackCost, logPath, runRobustness, type ImageRow, type RobustnessOptions } from '../attacks/bench/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-robustness-'));
@@ -167,5 +169,14 @@ describe('bench robustness runner', () => {
     const p = r.primitives[0];
     expect(pgdRow.secondsPerImage).toBeCloseTo(50 * p.gradient + 3 * p.forward, 6);
     expect(p.gradient).toBeGreaterThan(0);
+  });
+});
+
+describe('bench robustness: purifier flags', () => {
+  it('--restorer picks the restoration design, and the log records it (cold by default)', () => {
+    const o = purifyFlags({ restorer: 'x0', 't-star': '450' });
+    expect(o).toEqual({ restorer: 'x0', tStar: 450 });
+    expect(purifyRecord('restore', o)).toMatchObject({ restorer: 'x0', tStar: 450 });
+    expect(purifyRecord('restore', purifyFlags({}))).toMatchObject({ restorer: 'cold' });
   });
 });

@@ -2,7 +2,7 @@
  * `advpurify bench robustness` (flags -> runRobustness / attackCost):
  *   advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf --eps 0.05,0.1,0.15
  *     --defense none,jpeg,bitdepth,median,diffpure,oneshot,adv --attacks pgd,apgd,square --preset standard
- *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma --votes k] [--json]
+ *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma --votes k --restorer cold|x0] [--json]
  *   (--votes k: the purifier deployed with `draws: k`, k purifications majority-voted per classification)
  *   advpurify bench robustness --report-cost [--defense ... --preset ...]
  * Rerunning the same command resumes from the per-defence logs in --out.
@@ -22,7 +22,8 @@ function list(v: string | undefined): string[] | undefined {
   return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-function purifyFlags(f: Flags): PurifyOptions {
+/** The purifier flags of `bench robustness` (the same names as `advpurify purify`). */
+export function purifyFlags(f: Flags): PurifyOptions {
   const o: PurifyOptions = {};
   if (f['t-star'] !== undefined) o.tStar = num(f['t-star'], 't-star');
   if (f.steps !== undefined) o.steps = num(f.steps, 'steps');
@@ -30,6 +31,7 @@ function purifyFlags(f: Flags): PurifyOptions {
   if (f.sampler !== undefined) o.sampler = f.sampler as PurifyOptions['sampler'];
   if (f.guidance !== undefined) o.guidance = num(f.guidance, 'guidance');
   if (f.votes !== undefined) o.draws = num(f.votes, 'votes');
+  if (f.restorer !== undefined) o.restorer = f.restorer as PurifyOptions['restorer'];
   return o;
 }
 
