@@ -10,18 +10,18 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { lookup, mean as meanOf, type CellSummary } from '../src/bench/corruptions-report.js';
 
-interface Cell { condition: string; severity: number; preprocessor: string; n: number; accuracy: number; agreement: number; psnr: number; secondsPerImage: number }
-interface Run { dataset: string; options: { count: number; conditions: string[]; severities: number[] }; cells: Cell[] }
+interface Run { dataset: string; options: { count: number; conditions: string[]; severities: number[] }; cells: CellSummary[]; get: ReturnType<typeof lookup> }
 
 const root = process.argv[2] ?? 'runs/fashion-mnist/restore-val';
 const dirs = readdirSync(root).filter((d) => existsSync(join(root, d, 'corruptions.json'))).sort((a, b) => (a === 'default' ? -1 : b === 'default' ? 1 : a.localeCompare(b)));
 if (!dirs.includes('default')) throw new Error(`${root}/default/corruptions.json missing: the references (raw, diffpure) come from it`);
-const load = (d: string): Run => JSON.parse(readFileSync(join(root, d, 'corruptions.json'), 'utf8'));
+const load = (d: string): Run => { const r = JSON.parse(readFileSync(join(root, d, 'corruptions.json'), 'utf8')); return { ...r, get: lookup(r.cells) }; };
 const ref = load('default');
 const settings = (d: string, p: string) => JSON.parse(readFileSync(join(root, d, 'corruptions.settings.json'), 'utf8')).preprocessors[p];
-const get = (r: Run, c: string, s: number, p: string) => r.cells.find((x) => x.condition === c && x.severity === s && x.preprocessor === p);
-const mean = (v: (number | undefined)[]) => { const ok = v.filter((x): x is number => x !== undefined); return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : NaN; };
+const get = (r: Run, c: string, s: number, p: string) => r.get(c, s, p);
+const mean = (v: (number | undefined)[]) => meanOf(v) ?? NaN;
 const pct = (v: number) => (Number.isNaN(v) ? '-' : (100 * v).toFixed(1));
 const conditions = ref.options.conditions;
 const severities = ref.options.severities;

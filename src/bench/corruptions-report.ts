@@ -46,12 +46,14 @@ export function summarise(rows: ChunkRow[]): CellSummary[] {
 }
 
 const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : (100 * v).toFixed(1));
-const mean = (v: (number | undefined)[]) => {
+/** Mean of the defined, non-NaN values (undefined when there are none). */
+export const mean = (v: (number | undefined)[]) => {
   const ok = v.filter((x): x is number => x !== undefined && !Number.isNaN(x));
   return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : undefined;
 };
 
-function lookup(cells: CellSummary[]) {
+/** Cell getter by (condition, severity, preprocessor). */
+export function lookup(cells: CellSummary[]) {
   const m = new Map(cells.map((c) => [`${c.condition}|${c.severity}|${c.preprocessor}`, c]));
   return (condition: string, severity: number, preprocessor: string) => m.get(`${condition}|${severity}|${preprocessor}`);
 }
