@@ -5,12 +5,12 @@
  */
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadDataset, take } from '../src/data/index.js';
-import { degradationsFor, getDegradation, randomSequence } from '../src/degradations/index.js';
+import { degradationsFor } from '../src/degradations/index.js';
 import { fromModelScale, toModelScale } from '../src/diffusion/gaussian-diffusion.js';
 import { levelSteps, restoreCold } from '../src/diffusion/restoration.js';
 import { predictLevels } from '../src/models/restore-model.js';
 import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
-import { benchSeed } from '../src/bench/corruptions.js';
+import { benchSeed, degrade } from '../src/bench/corruptions.js';
 
 const count = Number(process.argv[2] ?? 100);
 const ks = (process.argv[3] ?? '0.8,1,1.25,1.5').split(',').map(Number);
@@ -22,9 +22,7 @@ const conds = [...degradationsFor(1), 'mix-2', 'mix-3'];
 const acc: Record<string, number[]> = {};
 for (const c of conds) {
   const seed = benchSeed(99, c, 3);
-  const bad = c.startsWith('mix-')
-    ? (await randomSequence({ length: Number(c.slice(4)), seed, severities: [3], names: degradationsFor(1) }).apply(x)).y
-    : (await getDegradation(c).apply(x, 3, seed)).y;
+  const bad = await degrade(x, c, 3, seed);
   const lv = predictLevels(model, bad);
   acc[c] = ks.map((k) => {
     const t = levelSteps(model.diffusion, Array.from(lv, (v) => v * k));

@@ -91,7 +91,7 @@ export function readLog(path: string): ChunkRow[] {
 const formatRow = (r: ChunkRow) => [r.condition, r.severity, r.preprocessor, r.start, r.n, r.correct, r.agree, r.psnr.toFixed(4), r.ssim.toFixed(6), r.seconds.toFixed(3)].join('\t');
 
 /** The degraded chunk for a condition: a single degradation, a mixture, or the clean images (a copy). */
-async function degrade(x: Tensor4D, condition: string, severity: number, seed: number): Promise<Tensor4D> {
+export async function degrade(x: Tensor4D, condition: string, severity: number, seed: number): Promise<Tensor4D> {
   if (condition === 'clean') return x.clone();
   if (condition.startsWith('mix-')) {
     const names = degradationsFor(x.shape[3]);
