@@ -126,14 +126,23 @@ function parseRow(line: string): LogRow | undefined {
   return { index: v[0], label: v[1], prediction: v[2], radius: v[3], correct: v[4] === 1, seconds: v[5], pA: v[6], seed: v[7] };
 }
 
-/** Rows of a log (empty if it does not exist); an unfinished last line (a run killed mid-write) is ignored. */
+/**
+ * Rows of a log (empty if it does not exist); an unfinished last line (a run killed mid-write) is ignored, and
+ * so is a second row for an index already logged (two runs sharing a log, e.g. one per machine: an image's
+ * noise seed depends only on its index, so both rows certify the same thing, and it must count once).
+ */
 export function readLog(path: string): LogRow[] {
   if (!existsSync(path)) return [];
   const lines = readFileSync(path, 'utf8').split('\n');
   if (lines.length === 1 && lines[0] === '') return [];
   if (lines[0] !== HEADER) throw new Error(`${path}: not a certify log (header "${lines[0]}")`);
   // the piece after the last newline is '' or an unfinished row
-  return lines.slice(1, -1).map(parseRow).filter((r): r is LogRow => r !== undefined);
+  const rows = new Map<number, LogRow>();
+  for (const line of lines.slice(1, -1)) {
+    const r = parseRow(line);
+    if (r && !rows.has(r.index)) rows.set(r.index, r);
+  }
+  return [...rows.values()];
 }
 
 /**

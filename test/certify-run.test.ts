@@ -124,6 +124,22 @@ describe('certify harness', () => {
     expect(readLog(log).map((r) => r.index)).toEqual([0, 1, 2, 3]);
   });
 
+  it('counts an image logged twice (two runs sharing a log) once, keeping the first row', async () => {
+    const log = join(tmp(), 'twice.tsv');
+    const calls = { n: 0 };
+    const opts = { ...common, baseName: 'thr', base: thresholdBase(calls), sigma: 0.25, log };
+    await certifyImages({ ...opts, indices: [0, 1] });
+    const [, first] = readFileSync(log, 'utf8').trimEnd().split('\n');
+    const f = first.split('\t');
+    appendFileSync(log, [f[0], f[1], f[2], '9.999999', f[4], '1.000', f[6], f[7]].join('\t') + '\n');
+    const rows = readLog(log);
+    expect(rows.map((r) => r.index)).toEqual([0, 1]);
+    expect(rows[0].radius).toBe(Number(f[3]));
+    const before = calls.n;
+    expect((await certifyImages({ ...opts, indices: [0, 1] })).length).toBe(2);
+    expect(calls.n).toBe(before); // nothing certified again
+  });
+
   it('computes certified accuracy and the best over sigma from a known log', async () => {
     const dir = tmp();
     const header = 'index\tlabel\tprediction\tradius\tcorrect\tseconds\tpA\tseed\n';
