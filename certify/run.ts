@@ -237,7 +237,7 @@ function checkIndex(ds: Dataset, index: number): void {
 
 /**
  * CERTIFY the images `indices` of one (base, sigma), appending a row per image to `log`; indices already
- * in the log are skipped. Returns the log's rows for `indices` (old and new), in log order.
+ * in the log, also those another run sharing it logs while this one works, are skipped. Returns the log's rows for `indices` (old and new), in log order.
  */
 export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> {
   const wanted = new Set(o.indices);
@@ -246,6 +246,14 @@ export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> 
   const done = new Set(rows.map((r) => r.index));
   const smooth = new Smooth(o.base, o.sigma, o.dataset.classNames.length);
   for (const index of o.indices) {
+    if (done.has(index)) continue;
+    // another run sharing the log (a second process or machine) may have certified it meanwhile
+    for (const r of readLog(o.log)) {
+      if (wanted.has(r.index) && !done.has(r.index)) {
+        rows.push(r);
+        done.add(r.index);
+      }
+    }
     if (done.has(index)) continue;
     checkIndex(o.dataset, index);
     const row = await certifyImage(smooth, o.baseName, { index, label: o.dataset.labels[index], pixels: pixelsOf(o.dataset, index), shape: o.dataset.shape }, o);

@@ -14,6 +14,7 @@ import type { BaseClassifier } from '../certify/core.js';
 import { baseModels } from '../certify/load.js';
 import { LogSettingsMismatchError, type CertifyProgress, type LogRow, certifyImages, imageSeed, logPath, logSettings, planIndices, readLog, runCertify, settingsPath } from '../certify/run.js';
 import { maxCertifiableRadius } from '../certify/core.js';
+import { UsageError, indexList } from '../src/cli/args.js';
 
 beforeAll(async () => {
   await initBackend();
@@ -47,6 +48,38 @@ describe('certify harness', () => {
     expect(planIndices(5, { skip: 2 })).toEqual([0, 2, 4]);
     expect(planIndices(5, { count: 100 })).toEqual([0, 1, 2, 3, 4]);
     expect(planIndices(5, { indices: [3, 1] })).toEqual([3, 1]);
+  });
+
+  it('reads --indices lists with ranges either way, and rejects malformed or repeated ones', () => {
+    expect(indexList('0-3,9,7-5', 'indices')).toEqual([0, 1, 2, 3, 9, 7, 6, 5]);
+    expect(indexList('4', 'indices')).toEqual([4]);
+    expect(indexList(undefined, 'indices')).toBeUndefined();
+    for (const bad of ['1-', '-2', 'a', '1.5', '', '0-3,2']) expect(() => indexList(bad, 'indices')).toThrow(UsageError);
+  });
+
+  it('skips an image that another run sharing the log certifies meanwhile', async () => {
+    const dir = tmp();
+    const log = join(dir, 'shared.tsv');
+    const other = join(dir, 'other.tsv');
+    const calls = { n: 0 };
+    const opts = { ...common, baseName: 'thr', sigma: 0.25 };
+    await certifyImages({ ...opts, base: thresholdBase({ n: 0 }), indices: [2], log: other });
+    const otherRow = readFileSync(other, 'utf8').trimEnd().split('\n')[1];
+    const inner = thresholdBase(calls);
+    let injected = false;
+    // while this run certifies image 0, "another process" appends image 2 to the shared log
+    const base: BaseClassifier = (z) => {
+      if (!injected) {
+        injected = true;
+        appendFileSync(log, otherRow + '\n');
+      }
+      return inner(z);
+    };
+    const rows = await certifyImages({ ...opts, base, indices: [0, 2, 1], log });
+    expect(rows.map((r) => r.index).sort()).toEqual([0, 1, 2]);
+    const lines = readFileSync(log, 'utf8').trimEnd().split('\n').slice(1);
+    expect(lines.filter((l) => l.startsWith('2\t'))).toEqual([otherRow]); // image 2 not certified a second time
+    expect(lines).toHaveLength(3);
   });
 
   it('writes a log per (base, sigma), resumes without recomputing finished images, and writes the report', async () => {

@@ -26,6 +26,7 @@ export const OPTIONS = {
   split: { type: 'string' },
   count: { type: 'string' },
   skip: { type: 'string' },
+  indices: { type: 'string' },
   epochs: { type: 'string' },
   'batch-size': { type: 'string' },
   lr: { type: 'string' },
@@ -93,6 +94,25 @@ export function num(v: string | undefined, name: string): number | undefined {
 
 export function numList(v: string | undefined, name: string): number[] | undefined {
   return v === undefined ? undefined : v.split(',').map((s) => num(s.trim(), name) as number);
+}
+
+/**
+ * `--indices 0-49,60,99-70`: data set indices in the order given; a range runs either way (99-70 counts down),
+ * so that two runs sharing a log can work from opposite ends of the same images.
+ */
+export function indexList(v: string | undefined, name: string): number[] | undefined {
+  if (v === undefined) return undefined;
+  const out: number[] = [];
+  for (const part of v.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw new UsageError(`--${name} takes indices and ranges like 0-49,60,99-70, got "${part}"`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    const step = b >= a ? 1 : -1;
+    for (let i = a; i !== b + step; i += step) out.push(i);
+  }
+  if (new Set(out).size !== out.length) throw new UsageError(`--${name} names an index twice: "${v}"`);
+  return out;
 }
 
 export function purifyOptions(f: Flags): PurifyOptions {

@@ -7,7 +7,7 @@ import { loadDataset, loadFixture, take, type Dataset, type DatasetName } from '
 import { createPurifier, loadClassifier, loadDiffusionModel, decodeImage, type ImagePurifier } from '../purify/index.js';
 import type { Classifier } from '../types.js';
 import { Progress } from '../util/progress.js';
-import { UsageError, num, numList, purifyOptions, type Flags } from './args.js';
+import { UsageError, indexList, num, numList, purifyOptions, type Flags } from './args.js';
 
 type Command = (pos: string[], f: Flags) => Promise<number | void>;
 
@@ -170,7 +170,8 @@ const certify: Command = async (_pos, f) => {
   let lastLine = 0;
   const r = await runCertify({
     dataset: ds, sigmas, bases, n0: num(f.n0, 'n0') ?? 100, n, alpha, workers,
-    count: num(f.count, 'count') ?? 100, skip: num(f.skip, 'skip') ?? 1, batchSize: num(f['batch-size'], 'batch-size') ?? 500,
+    count: num(f.count, 'count') ?? 100, skip: num(f.skip, 'skip') ?? 1, indices: indexList(f.indices, 'indices'),
+    batchSize: num(f['batch-size'], 'batch-size') ?? 500,
     seed: num(f.seed, 'seed'), outDir,
     onProgress: (p) => {
       if (Date.now() - lastLine > 10000 || p.done === p.total) {

@@ -53,7 +53,8 @@ export const COMMAND_HELP: Record<string, string> = {
   diffusion:  --steps N --decay-from N
   restore:    --steps N --decay-from N --init PATH --validate-every N`,
   certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
-       [--count 100 --skip 1 --seed N --workers N --out DIR --json]`,
+       [--count 100 --skip 1 | --indices 0-49,99-50] [--seed N --workers N --out DIR --json]
+       Runs may share --out (processes or machines): each skips images another has logged.`,
   bench: `usage: advpurify bench perf
        advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
              --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
