@@ -7,11 +7,12 @@
 #   scripts/device-bundle.sh hold      # move the committed training checkpoints (runs/*/*.ckpt.bin, ~125 MB)
 #                                      # out of the tree so that the working tree fits in the 64 MiB a call sends
 #   device run, carry [".devcarry", "dist"], command e.g.
-#     TLIM=470 bash .devcarry/run.sh --dataset fashion-mnist --base dds --sigma 1 --count 100 --workers 16
+#     TLIM=470 bash .devcarry/run.sh certify --dataset fashion-mnist --base dds --sigma 1 --n0 100 --n 10000 \
+#       --alpha 0.001 --count 100 --workers 16
 #   scripts/device-bundle.sh unhold    # put the checkpoints back (do it before any commit)
 #
-# .devcarry/run.sh unpacks node with python3's lzma, runs `advpurify certify <args> --n0 100 --n 10000
-# --alpha 0.001` under `timeout $TLIM`, and copies every certify log (*.tsv) to $OUT. Merge what comes back
+# .devcarry/run.sh unpacks node with python3's lzma, runs `advpurify <args>` under `timeout $TLIM`, and copies
+# the certify logs (*.tsv) the run wrote to $OUT. For another job, trace a tiny run of it at build time (TRACE). Merge what comes back
 # into runs/<dataset>/certify/ by copying the returned log over the local one while no local run writes it
 # (a log is append-only and its rows are keyed by image index; each image's noise seed depends only on the
 # run seed, base, sigma and index, so a row certified there is the row a local run would write).
@@ -29,9 +30,14 @@ case "${1:-}" in
     data=${ADVPURIFY_DATA:-/usr/share/datasets/fashion-mnist}
     cp "$data"/t10k-*-ubyte.gz .devcarry/data/
     trace=$(mktemp)
-    for ds in fashion-mnist mnist; do
-      strace -f -e trace=openat,open -o "$trace.$ds" node bin/advpurify.js certify --dataset $ds --base dds,noisy \
-        --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out "$(mktemp -d)" >/dev/null
+    # tiny runs of the jobs the bundle is for; add another job's tiny run with TRACE='<cli args>;<cli args>'
+    TRACE=${TRACE:-"certify --dataset fashion-mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d);certify --dataset mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d)"}
+    k=0
+    IFS=';' read -ra runs <<< "$TRACE"
+    for args in "${runs[@]}"; do
+      k=$((k + 1))
+      # shellcheck disable=SC2086
+      strace -f -e trace=openat,open -o "$trace.$k" node bin/advpurify.js $args >/dev/null
     done
     cat "$trace".* > "$trace"
     grep -o "\"$PWD/node_modules/[^\"]*\"" "$trace" | tr -d '"' | sort -u | while read -r f; do
@@ -40,13 +46,13 @@ case "${1:-}" in
     xz -T2 -9 -c "$(command -v node)" > .devcarry/node.xz
     cat > .devcarry/run.sh <<'EOF'
 #!/bin/bash
-# on the device machine: unpack node and node_modules, certify under a time limit, return the logs
+# on the device machine: unpack node and node_modules, run the CLI under a time limit, return the certify logs
 set -x
 python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.devcarry/node.xz'),open('/tmp/node','wb'))" && chmod +x /tmp/node || exit 1
 python3 -c "import tarfile;tarfile.open('.devcarry/nm.tar.xz').extractall('.')" || exit 1
 export ADVPURIFY_DATA=$PWD/.devcarry/data
 nproc; touch /tmp/start
-timeout ${TLIM:-470} /tmp/node bin/advpurify.js certify --n0 100 --n 10000 --alpha 0.001 "$@" > $OUT/cert.out 2>&1
+timeout ${TLIM:-470} /tmp/node bin/advpurify.js "$@" > $OUT/cert.out 2>&1
 echo rc $?
 # only the logs this run wrote (at most 8 files come back)
 for f in $(find runs -path '*/certify/*.tsv' -newer /tmp/start); do d=$(basename "$(dirname "$(dirname "$f")")"); cp "$f" "$OUT/$d-$(basename "$f")"; done
