@@ -232,7 +232,12 @@ case "${1:-}" in
     # then the restoration designs on validation images (~2 core-hours; a person picks the design and
     # defaults from scripts/restore-val-table.ts and ships the model before its test-set benchmark), then
     # issue #6's full patch benchmark (~25 core-hours; core 2 is busy with certification by then)
-    "$SELF" restore-val1; "$SELF" restore-test
+    "$SELF" restore-val1
+    # (issue #5's Fashion-MNIST denoised-smoothing table, shared with lane cert on core 2: sigma 1, then sigma 0.5
+    # from image 99 down while core 2 goes up; runs sharing a log skip each other's images; quick once all logged)
+    step cert-fashion-dds-1 runs/fashion-mnist/certify-core1.log $CERT --dataset fashion-mnist --base dds --sigma 1 --workers 1
+    step cert-fashion-dds-0.5-down runs/fashion-mnist/certify-core1.log $CERT --dataset fashion-mnist --base dds --sigma 0.5 --indices 99-0
+    "$SELF" restore-test
     # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure)
     done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
