@@ -243,17 +243,11 @@ export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> 
   const wanted = new Set(o.indices);
   const settings = o.settings ?? logSettings({ dataset: o.dataset.name, base: o.baseName, sigma: o.sigma, n0: o.n0, n: o.n, alpha: o.alpha, seed: o.seed });
   const rows = openLog(o.log, settings).filter((r) => wanted.has(r.index));
-  const done = new Set(rows.map((r) => r.index));
+  let done = new Set(rows.map((r) => r.index));
   const smooth = new Smooth(o.base, o.sigma, o.dataset.classNames.length);
   for (const index of o.indices) {
     if (done.has(index)) continue;
-    // another run sharing the log (a second process or machine) may have certified it meanwhile
-    for (const r of readLog(o.log)) {
-      if (wanted.has(r.index) && !done.has(r.index)) {
-        rows.push(r);
-        done.add(r.index);
-      }
-    }
+    done = catchUp(o.log, rows, wanted);
     if (done.has(index)) continue;
     checkIndex(o.dataset, index);
     const row = await certifyImage(smooth, o.baseName, { index, label: o.dataset.labels[index], pixels: pixelsOf(o.dataset, index), shape: o.dataset.shape }, o);
@@ -262,8 +256,25 @@ export async function certifyImages(o: CertifyImagesOptions): Promise<LogRow[]> 
     done.add(index);
     o.onProgress?.({ base: o.baseName, sigma: o.sigma, done: rows.length, total: o.indices.length, row });
   }
-  return rows;
+  return loggedRows(o.log, wanted); // once each, also where another run certified an image at the same time
 }
+
+/**
+ * Another run sharing `log` (a second process or machine) may have certified images since this one read it:
+ * add their rows among `wanted` to `rows`, and return the indices logged so far.
+ */
+function catchUp(log: string, rows: LogRow[], wanted: ReadonlySet<number>): Set<number> {
+  const done = new Set(rows.map((r) => r.index));
+  for (const r of readLog(log)) {
+    if (wanted.has(r.index) && !done.has(r.index)) {
+      rows.push(r);
+      done.add(r.index);
+    }
+  }
+  return done;
+}
+
+const loggedRows = (log: string, wanted: ReadonlySet<number>): LogRow[] => readLog(log).filter((r) => wanted.has(r.index));
 
 /** What each certify worker thread (worker.ts) is started with. Plain data only. */
 export interface WorkerSetup extends CertifySettings {
@@ -330,7 +341,11 @@ export async function runCertify(o: CertifyRunOptions): Promise<CertifyRunResult
       appendFileSync(g.log, formatRow(row) + '\n');
       g.rows.push(row);
       o.onProgress?.({ base: g.base, sigma: g.sigma, done: g.rows.length, total: indices.length, row });
-    }, (t) => `${t.base} sigma=${t.sigma} image ${t.index}`);
+    }, (t) => `${t.base} sigma=${t.sigma} image ${t.index}`, (t) => {
+      const g = groupOf(t);
+      return catchUp(g.log, g.rows, wanted).has(t.index);
+    });
+    for (const g of groups) g.rows = loggedRows(g.log, wanted);
   } else {
     for (const [k, g] of groups.entries()) {
       if (todo[k].length === 0) continue;

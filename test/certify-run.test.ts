@@ -242,6 +242,26 @@ describe('certify on worker threads, built-in bases', () => {
     expect(rowsOf(two, 0.25).slice(0, 2)).toEqual(first); // same seconds: not recomputed
   });
 
+  it('on worker threads, does not hand out an image another run sharing the log has certified meanwhile', async () => {
+    const other = tmp();
+    await runCertify({ dataset: fixture, bases: { noisy: { kind: 'noisy', dataset: 'fashion-mnist' } }, sigmas: [0.25], n0: 10, n: 40, alpha: 0.01, batchSize: 25, seed: 7, indices: [3], outDir: other, workers: 1 });
+    const otherLine = readFileSync(logPath(other, 'noisy', 0.25), 'utf8').trimEnd().split('\n')[1];
+    const dir = tmp();
+    let injected = false;
+    const r = await runCertify({
+      dataset: fixture, bases: { noisy: { kind: 'noisy', dataset: 'fashion-mnist' } }, sigmas: [0.25], n0: 10, n: 40, alpha: 0.01, batchSize: 25, seed: 7, count: 4, outDir: dir, workers: 2,
+      // when the first image is done (0 or 1; 2 and 3 still queued), "another process" logs image 3
+      onProgress: () => {
+        if (!injected) appendFileSync(logPath(dir, 'noisy', 0.25), otherLine + '\n');
+        injected = true;
+      },
+    });
+    const lines = readFileSync(logPath(dir, 'noisy', 0.25), 'utf8').trimEnd().split('\n').slice(1);
+    expect(lines.map((l) => Number(l.split('\t')[0])).sort()).toEqual([0, 1, 2, 3]); // 3 not certified again
+    expect(lines.filter((l) => l.startsWith('3\t'))).toEqual([otherLine]);
+    expect(r.report.curves[0].images).toBe(4);
+  });
+
   it('continues a log only under the settings and weights it was made with', async () => {
     const dir = tmp();
     await run(dir, 1, 1);

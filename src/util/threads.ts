@@ -62,6 +62,8 @@ export async function runInWorkers<T, R>(
   n: number,
   onResult: (task: T, result: R) => void,
   describe: (task: T) => string = () => 'a task',
+  /** asked just before a task is handed out: true drops it (e.g. another process has done it meanwhile) */
+  skip: (task: T) => boolean = () => false,
 ): Promise<void> {
   const queue = [...tasks];
   const workers = Array.from({ length: Math.max(0, Math.min(Math.floor(n), queue.length)) }, () => startWorker(entry, workerData));
@@ -72,7 +74,13 @@ export async function runInWorkers<T, R>(
           new Promise<void>((resolve, reject) => {
             let current: T | undefined;
             const next = () => {
-              current = queue.shift();
+              try {
+                do current = queue.shift();
+                while (current !== undefined && skip(current));
+              } catch (e) {
+                current = undefined;
+                return reject(e);
+              }
               if (current !== undefined) w.postMessage(current);
               else resolve();
             };
