@@ -10,12 +10,14 @@
 #     TLIM=470 bash .devcarry/run.sh certify --dataset fashion-mnist --base dds --sigma 1 --n0 100 --n 10000 \
 #       --alpha 0.001 --count 100 --workers 16
 #   scripts/device-bundle.sh unhold    # put the checkpoints back (do it before any commit)
+#   scripts/device-bundle.sh merge /work/.device/N/certify.tar   # rows certified there into runs/*/certify/
 #
-# .devcarry/run.sh unpacks node with python3's lzma, runs `advpurify <args>` under `timeout $TLIM`, and copies
-# the certify logs (*.tsv) the run wrote to $OUT. For another job, trace a tiny run of it at build time (TRACE). Merge what comes back
-# into runs/<dataset>/certify/ by copying the returned log over the local one while no local run writes it
-# (a log is append-only and its rows are keyed by image index; each image's noise seed depends only on the
-# run seed, base, sigma and index, so a row certified there is the row a local run would write).
+# .devcarry/run.sh unpacks node with python3's lzma, runs `advpurify <args>` under `timeout $TLIM`, and returns
+# the certify directories as certify.tar. For another job, trace a tiny run of it at build time (TRACE). `merge`
+# checks that the run seed and each log's settings are the local ones (or takes them where there are none yet)
+# and appends the rows for images the local log lacks: a log's rows are keyed by image index and each image's
+# noise seed depends only on the run seed, base, sigma and index, so a row certified there is the row a local
+# run would write, and a local run sharing the log skips it.
 # Measured 2026-11-30: 16 workers certified 52 Fashion-MNIST dds images (n 10,000) in 720 s, ~170 s an image
 # per worker (a local core takes ~70 s).
 set -euo pipefail
@@ -46,7 +48,7 @@ case "${1:-}" in
     xz -T2 -9 -c "$(command -v node)" > .devcarry/node.xz
     cat > .devcarry/run.sh <<'EOF'
 #!/bin/bash
-# on the device machine: unpack node and node_modules, run the CLI under a time limit, return the certify logs
+# on the device machine: unpack node and node_modules, run the CLI under a time limit, return the certify directories
 set -x
 python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.devcarry/node.xz'),open('/tmp/node','wb'))" && chmod +x /tmp/node || exit 1
 python3 -c "import tarfile;tarfile.open('.devcarry/nm.tar.xz').extractall('.')" || exit 1
@@ -54,8 +56,8 @@ export ADVPURIFY_DATA=$PWD/.devcarry/data
 nproc; touch /tmp/start
 timeout ${TLIM:-470} /tmp/node bin/advpurify.js "$@" > $OUT/cert.out 2>&1
 echo rc $?
-# only the logs this run wrote (at most 8 files come back)
-for f in $(find runs -path '*/certify/*.tsv' -newer /tmp/start); do d=$(basename "$(dirname "$(dirname "$f")")"); cp "$f" "$OUT/$d-$(basename "$f")"; done
+# the certify directories, logs with their settings and run seeds, as one file (scripts/device-bundle.sh merge)
+tar cf $OUT/certify.tar $(ls -d runs/*/certify 2>/dev/null)
 tail -c 2000 $OUT/cert.out
 EOF
     du -sh .devcarry
@@ -68,5 +70,37 @@ EOF
     (cd "$HOLD" && find runs -name '*.ckpt.bin') | while read -r f; do mv "$HOLD/$f" "$f"; done
     git status --short -- 'runs/*.ckpt.bin' 'runs/*/*.ckpt.bin'
     ;;
-  *) echo "usage: scripts/device-bundle.sh build|hold|unhold" >&2; exit 2 ;;
+  merge)
+    # merge a returned certify.tar into runs/: a run seed or log settings that differ from the local ones stop it;
+    # rows for images the local log lacks are appended (safe while a local run appends to the same log)
+    tar=${2:?usage: scripts/device-bundle.sh merge /work/.device/N/certify.tar}
+    tmp=$(mktemp -d)
+    tar xf "$tar" -C "$tmp"
+    for dir in "$tmp"/runs/*/certify; do
+      rel=${dir#"$tmp"/}
+      mkdir -p "$rel"
+      for f in "$dir"/seed.json "$dir"/*.settings.json; do
+        [ -f "$f" ] || continue
+        local_f=$rel/$(basename "$f")
+        if [ -f "$local_f" ]; then
+          cmp -s "$f" "$local_f" || { echo "$local_f differs from the returned one: not merging $rel" >&2; exit 1; }
+        else
+          cp "$f" "$local_f"
+        fi
+      done
+      for f in "$dir"/*.tsv; do
+        [ -f "$f" ] || continue
+        local_f=$rel/$(basename "$f")
+        if [ ! -f "$local_f" ]; then cp "$f" "$local_f"; echo "$local_f: $(($(wc -l < "$f") - 1)) rows (new)"; continue; fi
+        # complete rows (8 fields) for indices not yet in the local log
+        rows=$(awk -F'\t' 'NR == FNR { seen[$1] = 1; next } FNR > 1 && NF == 8 && !($1 in seen) { print; seen[$1] = 1 }' "$local_f" "$f")
+        # (a local run killed mid-row leaves an unfinished line: end it, readLog skips it)
+        [ -n "$rows" ] && [ -n "$(tail -c1 "$local_f")" ] && echo >> "$local_f"
+        [ -n "$rows" ] && printf '%s\n' "$rows" >> "$local_f"
+        echo "$local_f: $(printf '%s' "$rows" | grep -c .) rows added"
+      done
+    done
+    rm -rf "$tmp"
+    ;;
+  *) echo "usage: scripts/device-bundle.sh build|hold|unhold|merge TAR" >&2; exit 2 ;;
 esac
