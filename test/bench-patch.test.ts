@@ -13,7 +13,7 @@ import { loadFixture, subset } from '../src/data/index.js';
 import type { CnnClassifier } from '../src/models/classifier.js';
 import type { DiffusionModel } from '../src/models/diffusion-model.js';
 import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
-import { runPatchBench, type PatchBenchOptions } from '../src/purify/patch/bench.js';
+import { benchPatch, runPatchBench, type DefenceName, type PatchAttackName, type PatchBenchOptions } from '../src/purify/patch/bench.js';
 import { LogSettingsMismatchError } from '../src/util/tsv-log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-patch-bench-'));
@@ -98,6 +98,41 @@ describe('advpurify bench patch (smoke scale)', () => {
     expect(logs.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : ''))).toEqual(before);
     expect(r.files.length).toBe(4);
     expect(seconds).toBeLessThan(60); // reading logs and writing reports, no attack
+  }, SLOW);
+
+  it('runs sharing a directory skip the images the other has logged; worker threads give the same rows as this thread', async () => {
+    // two runs at once from opposite ends, one image per chunk: each image is attacked and logged once (as
+    // many classifier calls as one run alone makes)
+    const shared = mkdtempSync(join(tmpdir(), 'advpurify-patch-shared-'));
+    const alone = mkdtempSync(join(tmpdir(), 'advpurify-patch-alone-'));
+    try {
+      let calls = 0;
+      const one = {
+        ...opts, defences: ['none'] as DefenceName[], attacks: ['perimage'] as PatchAttackName[], chunk: 1, patchcleanser: false as const,
+        classifier: (x: tf.Tensor4D) => (calls++, clf.predict(x)),
+      };
+      await runPatchBench({ ...one, outDir: alone });
+      const callsAlone = calls;
+      calls = 0;
+      await Promise.all([runPatchBench({ ...one, outDir: shared, indices: [0, 1] }), runPatchBench({ ...one, outDir: shared, indices: [1, 0] })]);
+      expect(calls).toBe(callsAlone);
+      const rows = readFileSync(join(shared, 'perimage-none-s4.tsv'), 'utf8').trim().split('\n').slice(1);
+      expect(rows.map((l) => Number(l.split('\t')[0])).sort()).toEqual([0, 1]);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+      rmSync(alone, { recursive: true, force: true });
+    }
+    // the same attack on two worker threads (each loads the fixture and the shipped models itself)
+    const threaded = mkdtempSync(join(tmpdir(), 'advpurify-patch-workers-'));
+    try {
+      const { test: _t, train: _tr, model: _m, classifier: _c, outDir: _o, ...plain } = opts;
+      const r = await benchPatch({ ...plain, split: 'fixture', defences: ['patch'], attacks: ['perimage'], out: threaded, workers: 2, indices: [0, 1] });
+      expect(r.files.length).toBe(4);
+      const cols = (f: string) => readFileSync(f, 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t').slice(0, 9).join(' ')).sort();
+      expect(cols(join(threaded, 'perimage-patch-s4.tsv'))).toEqual(cols(join(dir, 'perimage-patch-s4.tsv')));
+    } finally {
+      rmSync(threaded, { recursive: true, force: true });
+    }
   }, SLOW);
 
   it('refuses to continue a log or reuse a universal patch made with another budget or other weights', async () => {

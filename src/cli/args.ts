@@ -64,6 +64,7 @@ export const OPTIONS = {
   severities: { type: 'string' },
   preprocessors: { type: 'string' },
   chunk: { type: 'string' },
+  sizes: { type: 'string' },
   init: { type: 'string' },
   restorer: { type: 'string' },
   'validate-every': { type: 'string' },

@@ -59,7 +59,7 @@ export const COMMAND_HELP: Record<string, string> = {
        advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
              --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
              [--t-star N --steps K --sampler ddpm|ddim --guidance G --votes K --workers N --out DIR --report-cost]
-       advpurify bench patch [--count 200 --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
+       advpurify bench patch [--count 200 --sizes 4,6,8 --indices 0-199 --workers N --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
        advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...
              --restore-t-star N --restore-steps K --cold-steps K --out DIR]`,
   serve: `usage: advpurify serve [--port 3000 --host 127.0.0.1 --workers N --model NAME|DIR]   (same as npm start)`,

@@ -36,6 +36,8 @@ import { LOCALIZE_DEFAULTS, type FoundPatch } from './localize.js';
 import { INPAINT_DEFAULTS } from './inpaint.js';
 import { PATCH_DEFAULTS, purifyAuto, purifyPatch, type PatchOptions } from './index.js';
 import { writeReport, type BenchRow } from './bench-report.js';
+import { runInWorkers } from '../../util/threads.js';
+import { UsageError, indexList, num, numList, type Flags } from '../../cli/args.js';
 import { runCleanser, type CleanserSummary } from './bench-patchcleanser.js';
 
 export const DEFENCES = ['none', 'diffpure', 'patch', 'auto'] as const;
@@ -72,6 +74,16 @@ export interface PatchBenchOptions {
   patchcleanser?: { perAxis?: number; classifiers?: Record<string, { classifier: LogitsFn; weights?: string }> } | false;
   /** Content hashes of the weights behind `classifier` and `model` (recorded with every log; see weightsFingerprint). */
   models?: { classifier?: string; diffusion?: string };
+  /**
+   * The test images to attack, in this order (default 0 .. count-1). Runs sharing `outDir` (other processes
+   * or machines) skip the images another has logged, checked before each chunk, so two runs may take the same
+   * images from opposite ends (e.g. 0-199 and 199-0).
+   */
+  indices?: number[];
+  /** Worker threads for the attacks (default 1: this thread); each loads the data and models from `workerArgs`. */
+  workers?: number;
+  /** What each worker thread loads its data and models from (benchPatch passes its own arguments). */
+  workerArgs?: PatchBenchArgs;
 }
 
 /**
@@ -136,11 +148,30 @@ function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
 
 const HEADER = 'index\tlabel\tprediction\tcorrect\tdetected\tiou\ttop\tleft\tsize\tseconds';
 
+function parseRows(lines: string[][]): BenchRow[] {
+  return lines.map((l) => l.map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
+    .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, detected: v[4], iou: v[5], box: { top: v[6], left: v[7], size: v[8] }, seconds: v[9] }));
+}
+
+/** Open (creating) a log and tie it to its settings; its rows, once per image (the first row logged wins). */
 function readRows(path: string, settings: Record<string, unknown>): BenchRow[] {
   const lines = openTsvLog(path, HEADER);
   bindLogSettings(path, settings, lines.length);
-  return lines.map((l) => l.map(Number)).filter((v) => v.length === 10 && v.every(Number.isFinite))
-    .map((v) => ({ index: v[0], label: v[1], prediction: v[2], correct: v[3] === 1, detected: v[4], iou: v[5], box: { top: v[6], left: v[7], size: v[8] }, seconds: v[9] }));
+  return firstPerImage(parseRows(lines));
+}
+
+/**
+ * The complete rows of a log as they stand now, once per image, without touching the file (another run
+ * sharing the directory may be appending to it: a last line without its newline is not read).
+ */
+function loggedRows(path: string): BenchRow[] {
+  if (!existsSync(path)) return [];
+  return firstPerImage(parseRows(readFileSync(path, 'utf8').split('\n').slice(1, -1).map((l) => l.split('\t'))));
+}
+
+function firstPerImage(rows: BenchRow[]): BenchRow[] {
+  const seen = new Set<number>();
+  return rows.filter((r) => !seen.has(r.index) && (seen.add(r.index), true));
 }
 
 function images(ds: Dataset, idx: readonly number[]): { x: Tensor4D; y: Int32Array } {
@@ -206,41 +237,126 @@ function formatRow(r: BenchRow): string {
   return [r.index, r.label, r.prediction, r.correct ? 1 : 0, r.detected, r.iou.toFixed(4), r.box.top, r.box.left, r.box.size, r.seconds.toFixed(2)].join('\t');
 }
 
+/** One unit of work: a chunk of images of one (attack, defence, size), or the training of one universal patch. */
+export type PatchTask =
+  | { kind: 'chunk'; attack: PatchAttackName | 'clean'; name: DefenceName; size: number; idx: number[] }
+  | { kind: 'universal'; name: DefenceName; size: number };
+
+/** Runs PatchTasks against one set of data and models (this thread's, or a worker thread's). */
+export class PatchTaskRunner {
+  private readonly defs: Record<DefenceName, Defence>;
+  private readonly patches = new Map<string, tf.Tensor3D>();
+  constructor(private readonly o: PatchBenchOptions) {
+    this.defs = defences(o);
+  }
+  /** A chunk's rows; null for a universal patch's training (the patch is cached in outDir). */
+  run(t: PatchTask): BenchRow[] | null {
+    if (t.kind === 'universal') {
+      this.patch(t.name, t.size);
+      return null;
+    }
+    const patch = t.attack === 'universal' ? this.patch(t.name, t.size) : undefined;
+    return runChunk(this.o, t.name, this.defs[t.name], t.attack, t.size, t.idx, patch);
+  }
+  private patch(name: DefenceName, size: number): tf.Tensor3D {
+    const key = `${name}-${size}`;
+    let p = this.patches.get(key);
+    if (!p) {
+      p = universal(this.o, name, this.defs[name], size);
+      this.patches.set(key, p);
+    }
+    return p;
+  }
+  dispose(): void {
+    for (const p of this.patches.values()) p.dispose();
+    this.patches.clear();
+  }
+}
+
 /** Run (or resume) the benchmark and write patch-bench.{json,md,svg} and the picture grid in outDir. */
 export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: string; files: string[] }> {
   mkdirSync(o.outDir, { recursive: true });
   const count = Math.min(o.count ?? 200, o.test.count);
+  const order = o.indices ?? Array.from({ length: count }, (_, i) => i);
+  for (const i of order) {
+    if (!Number.isInteger(i) || i < 0 || i >= o.test.count) throw new RangeError(`bench patch: image index ${i} is not in ${o.test.name} (0..${o.test.count - 1})`);
+  }
+  if (new Set(order).size !== order.length) throw new RangeError('bench patch: an image index is given twice');
+  const wanted = new Set(order);
   const sizes = o.sizes ?? [4, 6, 8];
   const names = o.defences ?? [...DEFENCES];
   const attacks = o.attacks ?? ['perimage', 'universal'];
   const chunk = o.chunk ?? 10;
-  const defs = defences(o);
+  const workers = Math.max(1, Math.floor(o.workers ?? 1));
+  if (workers > 1 && !o.workerArgs) throw new Error('bench patch: worker threads need workerArgs (what each worker loads its data and models from)');
   const jobs: { attack: PatchAttackName | 'clean'; name: DefenceName; size: number }[] = [
     ...names.map((name) => ({ attack: 'clean' as const, name, size: 0 })),
     ...attacks.flatMap((attack) => sizes.flatMap((size) => names.map((name) => ({ attack, name, size })))),
   ];
-  const results: { attack: string; defence: DefenceName; size: number; rows: BenchRow[] }[] = [];
-  const bar = new Progress(jobs.length * count, 'bench patch', 10);
-  let done = 0;
-  for (const { attack, name, size } of jobs) {
-    const log = join(o.outDir, `${attack}-${name}${size ? `-s${size}` : ''}.tsv`);
-    const rows = readRows(log, patchLogSettings(o, attack, name, size)).filter((r) => r.index < count);
-    const have = new Set(rows.map((r) => r.index));
-    const patch = attack === 'universal' ? universal(o, name, defs[name], size) : undefined;
-    for (let s = 0; s < count; s += chunk) {
-      const idx = Array.from({ length: Math.min(chunk, count - s) }, (_, i) => s + i).filter((i) => !have.has(i));
-      if (idx.length > 0) {
-        const fresh = runChunk(o, name, defs[name], attack, size, idx, patch);
-        appendFileSync(log, fresh.map(formatRow).join('\n') + '\n');
-        rows.push(...fresh);
+  const logOf = (j: { attack: string; name: string; size: number }) => join(o.outDir, `${j.attack}-${j.name}${j.size ? `-s${j.size}` : ''}.tsv`);
+  // every log is opened and checked against its settings before any work (a mismatch stops the run at once)
+  const logged = new Map(jobs.map((j) => [logOf(j), new Set(readRows(logOf(j), patchLogSettings(o, j.attack, j.name, j.size)).map((r) => r.index))]));
+  const catchUp = (log: string): Set<number> => {
+    const done = logged.get(log)!;
+    for (const r of loggedRows(log)) done.add(r.index);
+    return done;
+  };
+  // chunks of `order` per job; universal patches are trained after the per-image attacks (by one thread each) and
+  // their chunks run once every patch is ready, so that no two threads train the same patch
+  const chunksOf = (j: (typeof jobs)[number]): PatchTask[] => {
+    const out: PatchTask[] = [];
+    for (let s = 0; s < order.length; s += chunk) out.push({ kind: 'chunk', ...j, idx: order.slice(s, s + chunk) });
+    return out;
+  };
+  const pending = (j: (typeof jobs)[number]) => order.some((i) => !logged.get(logOf(j))!.has(i));
+  const universalJobs = jobs.filter((j) => j.attack === 'universal');
+  const phases: PatchTask[][] = [
+    [
+      ...jobs.filter((j) => j.attack !== 'universal').flatMap(chunksOf),
+      ...universalJobs.filter(pending).map((j) => ({ kind: 'universal' as const, name: j.name, size: j.size })),
+    ],
+    universalJobs.flatMap(chunksOf),
+  ];
+  const bar = new Progress(jobs.length * order.length, 'bench patch', 10);
+  let done = jobs.reduce((a, j) => a + order.filter((i) => logged.get(logOf(j))!.has(i)).length, 0);
+  // before a chunk is handed out: drop the images logged meanwhile (by this run or another sharing the logs)
+  const skip = (t: PatchTask): boolean => {
+    if (t.kind === 'universal') return !pending({ attack: 'universal', ...t });
+    const have = catchUp(logOf(t));
+    t.idx = t.idx.filter((i) => !have.has(i));
+    return t.idx.length === 0;
+  };
+  const onResult = (t: PatchTask, rows: BenchRow[] | null) => {
+    if (t.kind !== 'chunk' || !rows) return;
+    const log = logOf(t);
+    const have = catchUp(log);
+    const fresh = rows.filter((r) => !have.has(r.index));
+    if (fresh.length > 0) appendFileSync(log, fresh.map(formatRow).join('\n') + '\n');
+    for (const r of fresh) have.add(r.index);
+    done += fresh.length;
+    const rowsNow = loggedRows(log).filter((r) => wanted.has(r.index));
+    const acc = rowsNow.filter((r) => r.correct).length / Math.max(1, rowsNow.length);
+    bar.update(done, `${t.attack} ${t.name}${t.size ? ` ${t.size}x${t.size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${rowsNow.length})`);
+  };
+  for (const tasks of phases) {
+    if (workers > 1) {
+      await runInWorkers<PatchTask, BenchRow[] | null>(new URL('./bench-worker', import.meta.url), o.workerArgs, tasks, workers, onResult,
+        (t) => (t.kind === 'chunk' ? `${t.attack} ${t.name} ${t.size}x${t.size} images ${t.idx.join(',')}` : `universal ${t.name} ${t.size}x${t.size}`), skip);
+    } else {
+      const runner = new PatchTaskRunner(o);
+      try {
+        for (const t of tasks) {
+          if (skip(t)) continue;
+          onResult(t, runner.run(t));
+          await new Promise((r) => setImmediate(r));
+        }
+      } finally {
+        runner.dispose();
       }
-      done += Math.min(chunk, count - s);
-      const acc = rows.filter((r) => r.correct).length / Math.max(1, rows.length);
-      bar.update(done, `${attack} ${name}${size ? ` ${size}x${size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${rows.length})`);
     }
-    patch?.dispose();
-    results.push({ attack, defence: name, size, rows });
   }
+  // the report reads every row from the logs: also those another run sharing them has written
+  const results = jobs.map((j) => ({ attack: j.attack, defence: j.name, size: j.size, rows: loggedRows(logOf(j)).filter((r) => wanted.has(r.index)) }));
   bar.done();
   const cleanser: CleanserSummary[] = [];
   if (o.patchcleanser !== false) {
@@ -258,8 +374,8 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
   return writeReport(o, results, cleanser);
 }
 
-/** What the CLI and scripts/bench-patch.ts pass: everything optional, data and models loaded here. */
-export interface PatchBenchArgs extends Partial<Omit<PatchBenchOptions, 'test' | 'train' | 'model' | 'classifier' | 'outDir'>> {
+/** What the CLI and scripts/bench-patch.ts pass: everything optional, data and models loaded here. Plain data only. */
+export interface PatchBenchArgs extends Partial<Omit<PatchBenchOptions, 'test' | 'train' | 'model' | 'classifier' | 'outDir' | 'workerArgs'>> {
   out?: string;
   /** further shipped classifier variants for the PatchCleanser baseline (e.g. classifier-masked) */
   cleanserClassifiers?: string[];
@@ -267,7 +383,12 @@ export interface PatchBenchArgs extends Partial<Omit<PatchBenchOptions, 'test' |
   split?: string;
 }
 
-export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string; files: string[] }> {
+/**
+ * The benchmark's options from its arguments: the data, the shipped models and their hashes (the same in
+ * every worker thread). `withCleanser` false leaves out the PatchCleanser classifiers (worker threads run
+ * only the attacks).
+ */
+export async function loadPatchBench(a: PatchBenchArgs, withCleanser = true): Promise<PatchBenchOptions> {
   let test: Dataset;
   let train: Dataset;
   try {
@@ -275,7 +396,7 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
     train = loadDataset('fashion-mnist', 'train');
   } catch (e) {
     if (!(e instanceof DataNotFoundError)) throw e;
-    process.stderr.write('bench patch: Fashion-MNIST not installed; using the fixture (test: images 0..499, universal training: 500..999)\n');
+    if (withCleanser) process.stderr.write('bench patch: Fashion-MNIST not installed; using the fixture (test: images 0..499, universal training: 500..999)\n');
     const fx = loadFixture();
     test = subset(fx, Array.from({ length: 500 }, (_, i) => i), 'fashion-mnist/test-fixture');
     train = subset(fx, Array.from({ length: 500 }, (_, i) => 500 + i), 'fashion-mnist/fixture-train');
@@ -287,7 +408,7 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
   const model = await loadDiffusionModel('fashion-mnist');
   const { out, split: _split, cleanserClassifiers, ...rest } = a;
   rest.defences = a.defences?.filter((d) => d !== ('patchcleanser' as string));
-  if (!cleanserAsked) rest.patchcleanser = false;
+  if (!cleanserAsked || !withCleanser) rest.patchcleanser = false;
   else if (cleanserClassifiers?.length) {
     const classifiers: Record<string, { classifier: LogitsFn; weights: string }> = {};
     for (const name of cleanserClassifiers) {
@@ -298,14 +419,28 @@ export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string;
   }
   const dir = join(modelsDir(), 'fashion-mnist');
   const models = { classifier: weightsFingerprint(join(dir, 'classifier')), diffusion: weightsFingerprint(join(dir, 'diffusion')) };
-  return runPatchBench({ ...rest, test, train, model, classifier: (x) => clf.predict(x), models, outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') });
+  return { ...rest, test, train, model, classifier: (x) => clf.predict(x), models, outDir: out ?? join('runs', 'fashion-mnist', 'bench-patch') };
 }
 
-/** `advpurify bench patch [--count --steps --seed --out --split --attacks perimage,universal --defense none,diffpure,patch,auto --json]`. */
-export async function benchPatchCli(f: { count?: string; steps?: string; seed?: string; out?: string; split?: string; attacks?: string; defense?: string; 'cleanser-classifiers'?: string; json?: boolean }): Promise<number> {
-  const int = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+export async function benchPatch(a: PatchBenchArgs): Promise<{ markdown: string; files: string[] }> {
+  const { patchcleanser: _functions, ...plain } = a; // the worker threads get plain data (and run no PatchCleanser)
+  return runPatchBench({ ...(await loadPatchBench(a)), workerArgs: plain });
+}
+
+/**
+ * `advpurify bench patch [--count --sizes 4,6,8 --indices 0-199 --workers N --chunk 10 --steps --seed --out --split
+ * --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers a,b --json]`.
+ */
+export async function benchPatchCli(f: Flags): Promise<number> {
+  const positive = (v: number | undefined, name: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new UsageError(`--${name} must be a positive integer, got ${v}`);
+    return v;
+  };
+  const sizes = numList(f.sizes, 'sizes');
+  for (const s of sizes ?? []) positive(s, 'sizes');
   const r = await benchPatch({
-    count: int(f.count), steps: int(f.steps), seed: int(f.seed), out: f.out, split: f.split,
+    count: positive(num(f.count, 'count'), 'count'), steps: positive(num(f.steps, 'steps'), 'steps'), seed: num(f.seed, 'seed'), out: f.out, split: f.split,
+    sizes, indices: indexList(f.indices, 'indices'), workers: positive(num(f.workers, 'workers'), 'workers'), chunk: positive(num(f.chunk, 'chunk'), 'chunk'),
     attacks: f.attacks?.split(',') as PatchAttackName[] | undefined, defences: f.defense?.split(',') as DefenceName[] | undefined,
     cleanserClassifiers: f['cleanser-classifiers']?.split(','),
   });
