@@ -253,9 +253,10 @@ case "${1:-}" in
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
     "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert
-    # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure)
-    done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
-    step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
+    # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
+    # other's images, so the two lanes meet in the middle)
+    done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
+    step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
