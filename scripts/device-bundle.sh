@@ -18,6 +18,9 @@
 # and appends the rows for images the local log lacks: a log's rows are keyed by image index and each image's
 # noise seed depends only on the run seed, base, sigma and index, so a row certified there is the row a local
 # run would write, and a local run sharing the log skips it.
+# The patch benchmark (`bench patch ... --workers 16 --chunk 1`) merges the same way: its rows are per image,
+# made under the settings recorded beside each log (a chunk's attack seed depends on the chunk, so a row made
+# there is an equally valid draw rather than the very row a local run would write).
 # Measured 2026-11-30: 16 workers certified 52 Fashion-MNIST dds images (n 10,000) in 720 s, ~170 s an image
 # per worker (a local core takes ~70 s).
 set -euo pipefail
@@ -33,7 +36,7 @@ case "${1:-}" in
     cp "$data"/t10k-*-ubyte.gz .devcarry/data/
     trace=$(mktemp)
     # tiny runs of the jobs the bundle is for; add another job's tiny run with TRACE='<cli args>;<cli args>'
-    TRACE=${TRACE:-"certify --dataset fashion-mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d);certify --dataset mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d)"}
+    TRACE=${TRACE:-"certify --dataset fashion-mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d);certify --dataset mnist --base dds,noisy --sigma 1 --n0 10 --n 20 --count 2 --workers 2 --out $(mktemp -d);bench patch --split fixture --count 2 --sizes 4 --defense none,patch --attacks perimage,universal --steps 1 --workers 2 --out $(mktemp -d)"}
     k=0
     IFS=';' read -ra runs <<< "$TRACE"
     for args in "${runs[@]}"; do
@@ -56,8 +59,9 @@ export ADVPURIFY_DATA=$PWD/.devcarry/data
 nproc; touch /tmp/start
 timeout ${TLIM:-470} /tmp/node bin/advpurify.js "$@" > $OUT/cert.out 2>&1
 echo rc $?
-# the certify directories, logs with their settings and run seeds, as one file (scripts/device-bundle.sh merge)
-tar cf $OUT/certify.tar $(ls -d runs/*/certify 2>/dev/null)
+# the certify and patch-bench directories, logs with their settings, run seeds and universal patches, as one
+# file (scripts/device-bundle.sh merge)
+tar cf $OUT/certify.tar $(ls -d runs/*/certify runs/*/bench-patch 2>/dev/null)
 tail -c 2000 $OUT/cert.out
 EOF
     du -sh .devcarry
@@ -76,8 +80,18 @@ EOF
     tar=${2:?usage: scripts/device-bundle.sh merge /work/.device/N/certify.tar}
     tmp=$(mktemp -d)
     tar xf "$tar" -C "$tmp"
-    for dir in "$tmp"/runs/*/certify; do
+    for dir in "$tmp"/runs/*/certify "$tmp"/runs/*/bench-patch; do
+      [ -d "$dir" ] || continue
       rel=${dir#"$tmp"/}
+      # a row's fields: certify logs 8, patch-bench logs 10 (PatchCleanser's 6)
+      case $rel in */bench-patch) fields=10 ;; *) fields=8 ;; esac
+      # universal patches (trained once per defence and size, recorded with their settings): taken where missing,
+      # else they must be the local ones (the rows made with them depend on them)
+      for f in "$dir"/universal-*.json; do
+        [ -f "$f" ] || continue
+        local_f=$rel/$(basename "$f")
+        if [ ! -f "$local_f" ]; then cp "$f" "$local_f"; elif ! cmp -s "$f" "$local_f"; then echo "$local_f differs from the returned one: not merging $rel" >&2; exit 1; fi
+      done
       mkdir -p "$rel"
       for f in "$dir"/seed.json "$dir"/*.settings.json; do
         [ -f "$f" ] || continue
@@ -92,8 +106,9 @@ EOF
         [ -f "$f" ] || continue
         local_f=$rel/$(basename "$f")
         if [ ! -f "$local_f" ]; then cp "$f" "$local_f"; echo "$local_f: $(($(wc -l < "$f") - 1)) rows (new)"; continue; fi
-        # complete rows (8 fields) for indices not yet in the local log
-        rows=$(awk -F'\t' 'NR == FNR { seen[$1] = 1; next } FNR > 1 && NF == 8 && !($1 in seen) { print; seen[$1] = 1 }' "$local_f" "$f")
+        # complete rows for indices not yet in the local log
+        nf=$fields; case $(basename "$f") in patchcleanser*) nf=6 ;; esac
+        rows=$(awk -F'\t' -v nf="$nf" 'NR == FNR { seen[$1] = 1; next } FNR > 1 && NF == nf && !($1 in seen) { print; seen[$1] = 1 }' "$local_f" "$f")
         # (a local run killed mid-row leaves an unfinished line: end it, readLog skips it)
         [ -n "$rows" ] && [ -n "$(tail -c1 "$local_f")" ] && echo >> "$local_f"
         [ -n "$rows" ] && printf '%s\n' "$rows" >> "$local_f"
