@@ -117,7 +117,8 @@ export function patchLogSettings(o: PatchBenchOptions, attack: PatchAttackName |
 interface Defence {
   forward(x: Tensor4D, seed: number): { x: Tensor4D; mask?: Tensor4D; found?: FoundPatch[] };
   target(seed: number): Target;
-  penalty?: PatchPenalty;
+  /** the evasion term for one chunk (or one universal patch's training), its noise seeded from `seed` */
+  penalty?: (seed: number) => PatchPenalty;
 }
 
 function hashSeed(...parts: (string | number)[]): number {
@@ -133,8 +134,9 @@ function defences(o: PatchBenchOptions): Record<DefenceName, Defence> {
   const popts = (seed: number): PatchOptions => ({ ...o.patch, seed });
   const patch = (x: Tensor4D, seed: number) => purifyPatch(model, x, popts(seed));
   const auto = (x: Tensor4D, seed: number) => purifyAuto(model, x, (y) => diff.purify(y, { seed }), popts(seed));
-  // evade the localiser: lower the anomaly score inside the box while the localiser finds it
-  const penalty = evasionPenalty(model, o.patch?.localize, hashSeed(o.seed ?? 0, 'evasion'));
+  // evade the localiser: lower the anomaly score inside the box while the localiser finds it (seeded per
+  // chunk, so that a chunk's rows do not depend on which thread ran the chunks before it)
+  const penalty = (seed: number) => evasionPenalty(model, o.patch?.localize, hashSeed(seed, 'evasion'));
   return {
     none: { forward: (x) => ({ x: x.clone() }), target: () => classifier },
     diffpure: {
@@ -194,7 +196,7 @@ function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: 
   process.stderr.write(`bench patch: training the universal ${size}x${size} patch against ${name}\n`);
   const seed = hashSeed(o.seed ?? 0, 'universal', name, size);
   const { patch, losses } = trainUniversalPatch(def.target(seed), o.train, {
-    size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty,
+    size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty?.(seed),
   });
   writeFileSync(path, JSON.stringify({ defence: name, size, settings, losses, patch: Array.from(patch.dataSync()) }) + '\n');
   return patch;
@@ -208,7 +210,7 @@ function runChunk(o: PatchBenchOptions, name: DefenceName, def: Defence, attack:
   let xAdv: Tensor4D;
   let boxes: (Box | undefined)[] = idx.map(() => undefined);
   if (attack === 'perimage') {
-    const r = patchPgd(def.target(seed), x, y, { size, location: 'search', candidates: o.candidates ?? 8, restarts: o.restarts ?? 2, steps: o.steps ?? 50, seed, penalty: def.penalty });
+    const r = patchPgd(def.target(seed), x, y, { size, location: 'search', candidates: o.candidates ?? 8, restarts: o.restarts ?? 2, steps: o.steps ?? 50, seed, penalty: def.penalty?.(seed) });
     xAdv = r.xAdv;
     boxes = r.boxes;
   } else if (attack === 'universal') {
