@@ -244,6 +244,9 @@ case "${1:-}" in
     step cert-fashion-dds-1 runs/fashion-mnist/certify-core1.log $CERT --dataset fashion-mnist --base dds --sigma 1 --workers 1
     step cert-fashion-dds-0.5-down runs/fashion-mnist/certify-core1.log $CERT --dataset fashion-mnist --base dds --sigma 0.5 --indices 99-0
     "$SELF" restore-test
+    # (issue #5's MNIST denoised-smoothing table, shared with lane cert on core 2: from image 99 down while core 2
+    # goes up, each sigma in turn; certification comes before the patch benchmark in the issues' order)
+    [ -f models/mnist/diffusion.json ] && step cert-mnist-dds-down runs/mnist/certify-core1.log $CERT --dataset mnist --base dds --indices 99-0
     # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure; then the
     # x0 restoration design's L-inf row, then the other patch sizes)
     done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
