@@ -59,6 +59,11 @@ describe('advpurify CLI', () => {
     expect(r3.code).toBe(2);
     const r4 = await cli(['frobnicate']);
     expect(r4.code).toBe(2);
+    // a long benchmark's flags are checked before anything loads
+    const r5 = await cli(['bench', 'patch', '--sizes', '6,x']);
+    expect([r5.code, r5.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--sizes must be a number, got "x"/)]);
+    const r6 = await cli(['bench', 'patch', '--indices', '9-3,5']);
+    expect([r6.code, r6.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--indices names an index twice/)]);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {
