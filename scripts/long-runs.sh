@@ -6,7 +6,9 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-29 (session 11: issue #4 tuning runs on validation images, then #7 restore on core 1 and #5 MNIST diffusion on core 2), one lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 15): issue #5's MNIST denoised-smoothing certification on both cores from
+# opposite ends of the images, then issue #6's 6x6 patch benchmark on both cores from opposite ends, then issue
+# #7's x0-design robustness row (core 1) and the other patch sizes. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
