@@ -2,7 +2,7 @@
  * Experiment (issue #7, validation images only): does a second (third) cold restoration pass, each from a
  * fresh level estimate of the previous pass's output, help? Severity 3, every corruption, plus the clean
  * images (accuracy, PSNR to the clean image); validation images 0..N-1.
- *   node --import tsx scripts/exp-restore-passes.ts [count=200] [passes=3]
+ *   node --import tsx scripts/exp-restore-passes.ts [count=200] [passes=3]   (RESTORE_WEIGHTS=<prefix>: other restoration weights)
  */
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadDataset, take } from '../src/data/index.js';
@@ -16,7 +16,7 @@ import { benchSeed, degrade } from '../src/bench/corruptions.js';
 const count = Number(process.argv[2] ?? 200);
 const passes = Number(process.argv[3] ?? 3);
 const data = take(loadDataset('fashion-mnist', 'val'), count);
-const model = await loadDiffusionModel('models/fashion-mnist/restore');
+const model = await loadDiffusionModel(process.env.RESTORE_WEIGHTS ?? 'models/fashion-mnist/restore'); // other weights: RESTORE_WEIGHTS=<path prefix>
 const clf = await loadClassifier('fashion-mnist');
 const { x, y } = batch(data, Array.from({ length: count }, (_, i) => i));
 const conds = ['clean', ...degradationsFor(1), 'mix-2', 'mix-3'];
