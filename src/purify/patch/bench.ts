@@ -296,13 +296,16 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     ...attacks.flatMap((attack) => sizes.flatMap((size) => names.map((name) => ({ attack, name, size })))),
   ];
   const logOf = (j: { attack: string; name: string; size: number }) => join(o.outDir, `${j.attack}-${j.name}${j.size ? `-s${j.size}` : ''}.tsv`);
-  // every log is opened and checked against its settings before any work (a mismatch stops the run at once)
-  const logged = new Map(jobs.map((j) => [logOf(j), new Set(readRows(logOf(j), patchLogSettings(o, j.attack, j.name, j.size)).map((r) => r.index))]));
-  const catchUp = (log: string): Set<number> => {
-    const done = logged.get(log)!;
-    for (const r of loggedRows(log)) done.add(r.index);
-    return done;
+  // every log is opened and checked against its settings before any work (a mismatch stops the run at once);
+  // rowsOf: each log's rows by image, the first logged winning, brought up to date with what other runs sharing
+  // the directory have logged (catchUp) before a chunk is handed out and when its rows come back
+  const rowsOf = new Map(jobs.map((j) => [logOf(j), new Map(readRows(logOf(j), patchLogSettings(o, j.attack, j.name, j.size)).map((r) => [r.index, r]))]));
+  const catchUp = (log: string): Map<number, BenchRow> => {
+    const m = rowsOf.get(log)!;
+    for (const r of loggedRows(log)) if (!m.has(r.index)) m.set(r.index, r);
+    return m;
   };
+  const logged = (j: { attack: string; name: string; size: number }) => order.filter((i) => rowsOf.get(logOf(j))!.has(i)).length;
   // chunks of `order` per job; universal patches are trained after the per-image attacks (by one thread each) and
   // their chunks run once every patch is ready, so that no two threads train the same patch
   const chunksOf = (j: (typeof jobs)[number]): PatchTask[] => {
@@ -310,20 +313,18 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     for (let s = 0; s < order.length; s += chunk) out.push({ kind: 'chunk', ...j, idx: order.slice(s, s + chunk) });
     return out;
   };
-  const pending = (j: (typeof jobs)[number]) => order.some((i) => !logged.get(logOf(j))!.has(i));
   const universalJobs = jobs.filter((j) => j.attack === 'universal');
   const phases: PatchTask[][] = [
     [
       ...jobs.filter((j) => j.attack !== 'universal').flatMap(chunksOf),
-      ...universalJobs.filter(pending).map((j) => ({ kind: 'universal' as const, name: j.name, size: j.size })),
+      ...universalJobs.filter((j) => logged(j) < order.length).map((j) => ({ kind: 'universal' as const, name: j.name, size: j.size })),
     ],
     universalJobs.flatMap(chunksOf),
   ];
   const bar = new Progress(jobs.length * order.length, 'bench patch', 10);
-  let done = jobs.reduce((a, j) => a + order.filter((i) => logged.get(logOf(j))!.has(i)).length, 0);
-  // before a chunk is handed out: drop the images logged meanwhile (by this run or another sharing the logs)
+  // before a task is handed out: drop the images logged meanwhile (by this run or another sharing the logs)
   const skip = (t: PatchTask): boolean => {
-    if (t.kind === 'universal') return !pending({ attack: 'universal', ...t });
+    if (t.kind === 'universal') return logged({ attack: 'universal', ...t }) === order.length;
     const have = catchUp(logOf(t));
     t.idx = t.idx.filter((i) => !have.has(i));
     return t.idx.length === 0;
@@ -334,11 +335,10 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     const have = catchUp(log);
     const fresh = rows.filter((r) => !have.has(r.index));
     if (fresh.length > 0) appendFileSync(log, fresh.map(formatRow).join('\n') + '\n');
-    for (const r of fresh) have.add(r.index);
-    done += fresh.length;
-    const rowsNow = loggedRows(log).filter((r) => wanted.has(r.index));
-    const acc = rowsNow.filter((r) => r.correct).length / Math.max(1, rowsNow.length);
-    bar.update(done, `${t.attack} ${t.name}${t.size ? ` ${t.size}x${t.size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${rowsNow.length})`);
+    for (const r of fresh) have.set(r.index, r);
+    const mine = order.filter((i) => have.has(i)).map((i) => have.get(i)!);
+    const acc = mine.filter((r) => r.correct).length / Math.max(1, mine.length);
+    bar.update(jobs.reduce((a, j) => a + logged(j), 0), `${t.attack} ${t.name}${t.size ? ` ${t.size}x${t.size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${mine.length})`);
   };
   for (const tasks of phases) {
     if (workers > 1) {
@@ -358,7 +358,7 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     }
   }
   // the report reads every row from the logs: also those another run sharing them has written
-  const results = jobs.map((j) => ({ attack: j.attack, defence: j.name, size: j.size, rows: loggedRows(logOf(j)).filter((r) => wanted.has(r.index)) }));
+  const results = jobs.map((j) => ({ attack: j.attack, defence: j.name, size: j.size, rows: [...catchUp(logOf(j)).values()].filter((r) => wanted.has(r.index)) }));
   bar.done();
   const cleanser: CleanserSummary[] = [];
   if (o.patchcleanser !== false) {
