@@ -163,12 +163,12 @@ function readRows(path: string, settings: Record<string, unknown>): BenchRow[] {
 }
 
 /**
- * The complete rows of a log as they stand now, once per image, without touching the file (another run
- * sharing the directory may be appending to it: a last line without its newline is not read).
+ * The complete rows of a log as they stand now, without touching the file (another run sharing the directory
+ * may be appending to it: a last line without its newline is not read).
  */
 function loggedRows(path: string): BenchRow[] {
   if (!existsSync(path)) return [];
-  return firstPerImage(parseRows(readFileSync(path, 'utf8').split('\n').slice(1, -1).map((l) => l.split('\t'))));
+  return parseRows(readFileSync(path, 'utf8').split('\n').slice(1, -1).map((l) => l.split('\t')));
 }
 
 function firstPerImage(rows: BenchRow[]): BenchRow[] {
@@ -284,7 +284,6 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     if (!Number.isInteger(i) || i < 0 || i >= o.test.count) throw new RangeError(`bench patch: image index ${i} is not in ${o.test.name} (0..${o.test.count - 1})`);
   }
   if (new Set(order).size !== order.length) throw new RangeError('bench patch: an image index is given twice');
-  const wanted = new Set(order);
   const sizes = o.sizes ?? [4, 6, 8];
   const names = o.defences ?? [...DEFENCES];
   const attacks = o.attacks ?? ['perimage', 'universal'];
@@ -305,7 +304,9 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     for (const r of loggedRows(log)) if (!m.has(r.index)) m.set(r.index, r);
     return m;
   };
-  const logged = (j: { attack: string; name: string; size: number }) => order.filter((i) => rowsOf.get(logOf(j))!.has(i)).length;
+  /** This run's images that a job's log holds, in `order`. */
+  const rowsFor = (j: { attack: string; name: string; size: number }, m = rowsOf.get(logOf(j))!) => order.filter((i) => m.has(i)).map((i) => m.get(i)!);
+  const logged = (j: { attack: string; name: string; size: number }) => rowsFor(j).length;
   // chunks of `order` per job; universal patches are trained after the per-image attacks (by one thread each) and
   // their chunks run once every patch is ready, so that no two threads train the same patch
   const chunksOf = (j: (typeof jobs)[number]): PatchTask[] => {
@@ -336,7 +337,7 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     const fresh = rows.filter((r) => !have.has(r.index));
     if (fresh.length > 0) appendFileSync(log, fresh.map(formatRow).join('\n') + '\n');
     for (const r of fresh) have.set(r.index, r);
-    const mine = order.filter((i) => have.has(i)).map((i) => have.get(i)!);
+    const mine = rowsFor(t, have);
     const acc = mine.filter((r) => r.correct).length / Math.max(1, mine.length);
     bar.update(jobs.reduce((a, j) => a + logged(j), 0), `${t.attack} ${t.name}${t.size ? ` ${t.size}x${t.size}` : ''}: acc ${(100 * acc).toFixed(1)}% (${mine.length})`);
   };
@@ -358,7 +359,7 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
     }
   }
   // the report reads every row from the logs: also those another run sharing them has written
-  const results = jobs.map((j) => ({ attack: j.attack, defence: j.name, size: j.size, rows: [...catchUp(logOf(j)).values()].filter((r) => wanted.has(r.index)) }));
+  const results = jobs.map((j) => ({ attack: j.attack, defence: j.name, size: j.size, rows: rowsFor(j, catchUp(logOf(j))) }));
   bar.done();
   const cleanser: CleanserSummary[] = [];
   if (o.patchcleanser !== false) {
