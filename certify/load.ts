@@ -3,7 +3,9 @@
  * (a BaseSpec) so that every worker thread can build the same base for itself.
  *  - dds: denoised smoothing, the diffusion model (diffusion.json/.bin) then the ordinary classifier;
  *  - noisy: Cohen et al., the classifier trained with Gaussian noise at this sigma (classifier-noise<sigma>)
- *    when there is one, else the ordinary classifier (with a note saying so).
+ *    when there is one, else the ordinary classifier (with a note saying so);
+ *  - consistency: the classifier trained with Gaussian noise and consistency regularization (Jeong & Shin
+ *    2020) at this sigma (classifier-consistency<sigma>; required).
  */
 import { join } from 'node:path';
 import type { Tensor4D } from '../src/backend/index.js';
@@ -16,7 +18,7 @@ import type { Classifier } from '../src/types.js';
 import { denoisedBase, noisyBase } from './bases.js';
 import type { BaseClassifier } from './core.js';
 
-export const BASE_KINDS = ['dds', 'noisy'] as const;
+export const BASE_KINDS = ['dds', 'noisy', 'consistency'] as const;
 export type BaseKind = (typeof BASE_KINDS)[number];
 
 /** A built-in base classifier on a data set's shipped models (structured-clonable). */
@@ -55,6 +57,13 @@ export function baseModels(spec: BaseSpec, sigma: number): BaseModels {
     need('diffusion', 'diffusion');
     need('classifier', 'classifier');
     return { classifier: 'classifier', diffusion: true };
+  }
+  if (spec.kind === 'consistency') {
+    const variant = `classifier-consistency${sigma}`;
+    if (!weightsExist(join(dir, variant))) {
+      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base consistency at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --noise-sigma ${sigma} --consistency 5 --variant ${variant}\``);
+    }
+    return { classifier: variant, diffusion: false };
   }
   const noisy = `classifier-noise${sigma}`;
   if (weightsExist(join(dir, noisy))) return { classifier: noisy, diffusion: false };

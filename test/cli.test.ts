@@ -64,6 +64,15 @@ describe('advpurify CLI', () => {
     expect([r5.code, r5.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--sizes must be a number, got "x"/)]);
     const r6 = await cli(['bench', 'patch', '--indices', '9-3,5']);
     expect([r6.code, r6.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--indices names an index twice/)]);
+    // consistency regularization only regularizes Gaussian-noise training
+    const r7 = await cli(['train', 'classifier', '--dataset', 'mnist', '--consistency', '5', '--out', join(dir, 'never')]);
+    expect([r7.code, r7.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--consistency.*--noise-sigma/)]);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
+    // a base whose weights are not shipped names the file and the command that trains it
+    const r8 = await cli(['certify', '--dataset', 'mnist', '--base', 'consistency', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
+    expect(r8.code).toBe(1);
+    expect(r8.stderr).toMatch(/classifier-consistency0\.3.*--noise-sigma 0\.3 --consistency/);
+    expect(r8.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {

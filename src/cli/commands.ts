@@ -117,13 +117,21 @@ const train: Command = async (pos, f) => {
           model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction: num(f['purify-fraction'], 'purify-fraction'),
         })
       : undefined;
+    const lambda = num(f.consistency, 'consistency');
+    if (lambda !== undefined && !(lambda >= 0)) throw new UsageError(`--consistency must be a weight >= 0, got "${f.consistency}"`);
+    if ((f['consistency-eta'] !== undefined || f['noise-draws'] !== undefined) && lambda === undefined) throw new UsageError('--consistency-eta and --noise-draws go with --consistency LAMBDA');
+    if (lambda !== undefined && f['noise-sigma'] === undefined) throw new UsageError('--consistency regularizes Gaussian-noise training: give --noise-sigma too');
+    const draws = num(f['noise-draws'], 'noise-draws');
+    if (draws !== undefined && !(Number.isInteger(draws) && draws >= 2)) throw new UsageError(`--noise-draws must be an integer >= 2, got "${f['noise-draws']}"`);
+    const consistency = lambda === undefined ? undefined : { lambda, eta: num(f['consistency-eta'], 'consistency-eta') ?? 0.5, draws: draws ?? 2 };
     const r = await trainClassifier({
       dataset, seed, weightsDtype, purifyAug, purifiedValCount: num(f['purified-val-count'], 'purified-val-count'), out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,
       noiseSigma: num(f['noise-sigma'], 'noise-sigma'), adversary, stepsPerEpoch: num(f['steps-per-epoch'], 'steps-per-epoch'),
-      init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'), maskAug: numList(f['mask-aug'], 'mask-aug'),
+      init: f.init, robustValCount: num(f['robust-val-count'], 'robust-val-count'), maskAug: numList(f['mask-aug'], 'mask-aug'), consistency,
     });
-    out(f, r, `best validation ${r.selectedBy === 'clean+purified' ? 'score (mean of clean and purified accuracies)' : 'accuracy'} ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
+    out(f, r, r.selectedBy === 'acr' ? `best validation ACR of the smoothed classifier ${r.valAcc.toFixed(3)}`
+      : `best validation ${r.selectedBy === 'clean+purified' ? 'score (mean of clean and purified accuracies)' : 'accuracy'} ${(100 * r.valAcc).toFixed(2)}%${r.selectedBy === 'robust' ? ' under the training attack' : ''}`);
   } else if (what === 'diffusion') {
     const { trainDiffusion } = await import('../train/diffusion.js');
     await trainDiffusion({

@@ -3,7 +3,7 @@
  *   advpurify purify in.png -o out.png [--mode diffpure|oneshot|none|patch|auto|restore --t-star N --steps K --sampler ddpm|ddim --sigma S --restorer x0|cold --seed N --keep-size]
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
- *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma --variant --init --weights-dtype float16|uint8]
+ *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma [--consistency L] --variant --init --weights-dtype float16|uint8]
  *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
@@ -46,13 +46,15 @@ export const COMMAND_HELP: Record<string, string> = {
   all:        --seed N --lr X --batch-size B --out PATH --checkpoint PATH   (checkpoints and resumes)
   classifier: --epochs E --variant NAME --init PATH --weights-dtype float16|uint8 --steps-per-epoch S
               --noise-sigma S                 Gaussian-noise training (Cohen et al.)
+              --consistency L [--consistency-eta 0.5 --noise-draws 2]
+                                              consistency regularization on top (Jeong & Shin; epoch chosen by validation ACR)
               --adv-eps E --adv-steps K       PGD adversarial training (Madry et al.)
               --mask-aug 4,6,8                PatchCleanser mask augmentation
               --purify-aug 300,450,600 [--purify-fraction 0.5 --purify-steps 5 --purify-model NAME --purified-val-count 1000]
                                               purification-aware training (part of each batch through diffpure)
   diffusion:  --steps N --decay-from N
   restore:    --steps N --decay-from N --init PATH --validate-every N`,
-  certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
+  certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy,consistency --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
        [--count 100 --skip 1 | --indices 0-49,99-50] [--seed N --workers N --out DIR --json]
        Runs may share --out (processes or machines): each skips images another has logged.`,
   bench: `usage: advpurify bench perf
