@@ -6,9 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 15): issue #5's MNIST denoised-smoothing certification on both cores from
-# opposite ends of the images, then issue #6's 6x6 patch benchmark on both cores from opposite ends, then issue
-# #7's x0-design robustness row (core 1) and the other patch sizes. One lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 16): issue #5's MNIST denoised-smoothing certification on both cores from
+# opposite ends of the images; then core 2 trains the consistency-regularized classifiers and certifies MNIST with
+# them (lane consistency) while core 1 starts issue #6's 6x6 patch benchmark, which core 2 joins from the other
+# end; then issue #7's x0-design robustness row (core 1) and the other patch sizes. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -153,6 +154,21 @@ case "${1:-}" in
     step cert-mnist-dds runs/mnist/certify.log $CERT --dataset mnist --base dds
     step cert-mnist-table runs/mnist/certify.log $CERT --dataset mnist --base dds,noisy
     ;;
+  consistency)
+    # issue #5: Gaussian-noise training with consistency regularization (Jeong & Shin 2020; lambda 5 on MNIST as
+    # in their MNIST recipe, 10 on Fashion-MNIST; epoch kept by validation ACR), the same fine-tuning schedule as
+    # the Cohen baselines (a run resumes from its checkpoint), then each data set's table with --base consistency
+    # (MNIST first: its sigma-0.5 classifier beat Cohen's on validation digits, runs/mnist/experiments/consistency.md)
+    for ds in mnist fashion-mnist; do
+      ep=8; lam=5; [ $ds = fashion-mnist ] && { ep=4; lam=10; }
+      for s in 0.5 1 0.25; do
+        done_before cons-$ds-$s runs/$ds/classifier-consistency$s.log && continue
+        step cons-$ds-$s runs/$ds/classifier-consistency$s.log $CLI train classifier --dataset $ds --variant classifier-consistency$s --init models/$ds/classifier \
+          --noise-sigma $s --consistency $lam --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
+      done
+      [ $ds = mnist ] && step cert-mnist-consistency runs/mnist/certify.log $CERT --dataset mnist --base consistency
+    done
+    ;;
   b)
     # the foundation's Fashion-MNIST diffusion model: at a constant rate it had plateaued (validation PSNR +0.15 dB
     # and clean accuracy after purification unchanged from step 4,200 to 6,100), so it ends at 10,000 steps with a
@@ -260,7 +276,7 @@ case "${1:-}" in
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert
+    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" consistency
     # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
     # other's images, so the two lanes meet in the middle)
     done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
@@ -281,7 +297,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
