@@ -3,7 +3,8 @@
  * shift/flip augmentation, optional Gaussian-noise augmentation (Cohen et al.'s training for
  * randomized smoothing: `noiseSigma`), optional purification-aware fine-tuning (`purifyAug`: part of each
  * batch replaced by its purified version, so the classifier behind `purify()` sees what the purifier
- * outputs). Checkpoints every epoch; resumes; picks the epoch with the best validation score
+ * outputs), optional consistency regularization of noise training (`consistency`: Jeong & Shin 2020, for the
+ * certification baselines). Checkpoints every epoch; resumes; picks the epoch with the best validation score
  * (validation = a split carved from the training data).
  */
 import betaQuantile from '@stdlib/stats-base-dists-beta-quantile';
@@ -80,7 +81,7 @@ export type TrainClassifierResult = {
 };
 
 export interface ConsistencyOptions {
-  /** weight of the KL term (Jeong & Shin use 5 on MNIST, 10-20 on CIFAR-10) */
+  /** weight of the KL term (Jeong & Shin's MNIST recipe: 5) */
   lambda: number;
   /** weight of the entropy term (default 0.5) */
   eta?: number;
@@ -236,7 +237,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
   if (o.consistency && !o.noiseSigma) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma)');
   const draws = o.consistency ? (o.consistency.draws ?? 2) : 1;
-  if (!(Number.isInteger(draws) && draws >= 1) || (o.consistency && draws < 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
+  if (o.consistency && !(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
   const maskSets = o.maskAug?.length ? o.maskAug.map((p) => maskSet(h, w, { patch: p })) : undefined;
   for (; epoch < o.epochs; epoch++) {
     const rng = mulberry32(o.seed * 1000 + epoch);
@@ -348,7 +349,7 @@ const SMOOTH_VAL_ALPHA = 0.01;
  * (ACR, 0 for images not certified with their label) and the share certified. Fixed noise seeds: epochs are
  * compared on the same draws.
  */
-export function smoothedValidation(clf: CnnClassifier, ds: Dataset, sigma: number, count: number, imagesPerBatch = 20): { acr: number; certified: number } {
+export function smoothedValidation(clf: Pick<CnnClassifier, 'predict'>, ds: Dataset, sigma: number, count: number, imagesPerBatch = 20): { acr: number; certified: number } {
   const n = Math.min(count, ds.count);
   let radii = 0;
   let certified = 0;
