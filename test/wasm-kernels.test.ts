@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/backend/index.js';
-import { registerWasmTrainingKernels, setFilterGradChunkFloats } from '../src/backend/wasm-kernels.js';
+import { nativeFilterGradActive, registerWasmTrainingKernels, setFilterGradChunkFloats, setNativeFilterGrad } from '../src/backend/wasm-kernels.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
 
@@ -20,6 +20,12 @@ const cases: Case[] = [
   { b: 2, h: 11, w: 10, cin: 2, cout: 3, k: 3, s: 3, pad: 'valid' },
   { b: 2, h: 9, w: 9, cin: 3, cout: 2, k: 1, s: 2, pad: 'same' },
   { b: 2, h: 12, w: 12, cin: 3, cout: 2, k: 2, s: 3, pad: 'valid' },
+  // the SIMD filter-gradient kernel's 4x8 tiles with every remainder (channels not multiples of 4 or 8)
+  { b: 2, h: 9, w: 10, cin: 6, cout: 13, k: 3, s: 1, pad: 'same' },
+  { b: 2, h: 11, w: 9, cin: 8, cout: 16, k: 3, s: 2, pad: 'same' },
+  { b: 1, h: 7, w: 8, cin: 5, cout: 12, k: 3, s: 2, pad: 'valid' },
+  { b: 3, h: 10, w: 10, cin: 4, cout: 8, k: 5, s: 1, pad: 'same' },
+  { b: 2, h: 6, w: 6, cin: 9, cout: 7, k: 1, s: 1, pad: 'valid' },
 ];
 
 function grads(c: Case, backend: string, x: Float32Array, wv: Float32Array, dyv: Float32Array) {
@@ -55,7 +61,7 @@ describe('wasm training kernels match the cpu backend', () => {
   });
 
   /** wasm's dx and dW against the cpu backend's on random data; with `chunk`, the filter gradient forced into batch chunks of that size. */
-  function checkAgainstCpu(c: Case, chunk?: number): void {
+  function checkAgainstCpu(c: Case, chunk?: number, native = true): void {
     const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
     const x = rnd(c.b * c.h * c.w * c.cin);
     const wv = rnd(c.k * c.k * c.cin * c.cout);
@@ -64,6 +70,7 @@ describe('wasm training kernels match the cpu backend', () => {
     const before = tf.memory().numTensors;
     const ref = grads(c, 'cpu', x, wv, dyv);
     const prev = chunk === undefined ? undefined : setFilterGradChunkFloats(chunk * yShape[1] * yShape[2] * c.cout);
+    const prevNative = setNativeFilterGrad(native);
     try {
       const got = grads(c, 'wasm', x, wv, dyv);
       expect(tf.memory().numTensors).toBe(before);
@@ -73,14 +80,20 @@ describe('wasm training kernels match the cpu backend', () => {
       expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
     } finally {
       if (prev !== undefined) setFilterGradChunkFloats(prev);
+      setNativeFilterGrad(prevNative);
     }
   }
 
+  it('runs the filter gradient in our SIMD kernel on the backend heap (not the composed fallback)', () => {
+    expect(nativeFilterGradActive()).toBe(true);
+  });
+
   for (const c of cases) {
-    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}`, () => checkAgainstCpu(c));
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}, ${c.cin} -> ${c.cout} channels`, () => checkAgainstCpu(c));
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}, ${c.cin} -> ${c.cout} channels, composed filter gradient`, () => checkAgainstCpu(c, undefined, false));
   }
 
-  // the filter gradient of a large batch goes in batch chunks (summed): force small chunks on small shapes
+  // the composed filter gradient of a large batch goes in batch chunks (summed): force small chunks on small shapes
   const chunked: (Case & { chunk: number })[] = [
     { b: 12, h: 9, w: 9, cin: 3, cout: 4, k: 3, s: 1, pad: 'same', chunk: 4 },
     { b: 12, h: 10, w: 10, cin: 3, cout: 5, k: 3, s: 2, pad: 'same', chunk: 6 },
@@ -88,7 +101,7 @@ describe('wasm training kernels match the cpu backend', () => {
     { b: 8, h: 6, w: 6, cin: 4, cout: 2, k: 1, s: 1, pad: 'same', chunk: 4 },
   ];
   for (const c of chunked) {
-    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad}, batch ${c.b} in chunks of ${c.chunk}`, () => checkAgainstCpu(c, c.chunk));
+    it(`conv ${c.k}x${c.k} stride ${c.s} ${c.pad}, batch ${c.b} in chunks of ${c.chunk}`, () => checkAgainstCpu(c, c.chunk, false));
   }
 
   it('trains a conv layer end to end (gradient through fused conv + relu)', () => {

@@ -18,6 +18,7 @@
  * engine's bookkeeping).
  */
 import { tf } from './tf.js';
+import { FILTER_GRAD_WASM_BASE64 } from './filter-grad-wasm.js';
 
 type TensorInfo = { dataId: object; shape: number[]; dtype: string };
 type Backend = { disposeData(dataId: object, force?: boolean): boolean };
@@ -80,12 +81,73 @@ function filterGradChunk(b: number, floatsPerImage: number): number {
   return b;
 }
 
+type FilterGradFn = (x: number, dy: number, dw: number, b: number, h: number, w: number, ci: number, ho: number,
+  wo: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number) => void;
+/** The WebAssembly JS API (a Node global; the build's lib settings do not declare it). */
+const WasmApi = (globalThis as unknown as {
+  WebAssembly: {
+    Memory: new (...args: never[]) => object;
+    Module: new (bytes: Uint8Array) => object;
+    Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  };
+}).WebAssembly;
+const nativeByBackend = new WeakMap<object, FilterGradFn | null>();
+let nativeFilterGradEnabled = true;
+
+/** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD filter-gradient kernel; returns the previous setting. */
+export function setNativeFilterGrad(on: boolean): boolean {
+  const prev = nativeFilterGradEnabled;
+  nativeFilterGradEnabled = on;
+  return prev;
+}
+
+/**
+ * Our own wasm SIMD filter-gradient kernel (src/backend/native/filter-grad.c), instantiated on the backend's own
+ * memory so that it reads x and dy and writes dw in place. Null (the composed path is used) when the backend's
+ * Emscripten module does not expose its memory or the engine lacks wasm SIMD.
+ */
+function nativeFilterGrad(backend: Backend): FilterGradFn | null {
+  if (!nativeFilterGradEnabled) return null;
+  const cached = nativeByBackend.get(backend);
+  if (cached !== undefined) return cached;
+  let fn: FilterGradFn | null = null;
+  try {
+    const mod = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
+    const memory = mod?.asm?.memory ?? mod?.wasmMemory;
+    if (memory instanceof WasmApi.Memory) {
+      const bytes = Uint8Array.from(atob(FILTER_GRAD_WASM_BASE64), (ch) => ch.charCodeAt(0));
+      const instance = new WasmApi.Instance(new WasmApi.Module(bytes), { env: { memory } });
+      fn = instance.exports.conv_filter_grad as FilterGradFn;
+    }
+  } catch {
+    fn = null;
+  }
+  nativeByBackend.set(backend, fn);
+  return fn;
+}
+
+/** Whether the SIMD filter-gradient kernel runs on the active wasm backend (false on other backends). */
+export function nativeFilterGradActive(): boolean {
+  if (tf.getBackend() !== 'wasm') return false;
+  return nativeFilterGrad(tf.backend() as unknown as Backend) !== null;
+}
+
 export function conv2DBackpropFilterWasm({ inputs, attrs, backend }: KernelArgs): TensorInfo {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
   checkNHWC(a);
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
+  const native = x.dtype === 'float32' && dy.dtype === 'float32' ? nativeFilterGrad(backend) : null;
+  if (native) {
+    const heap = backend as HeapBackend & { dataIdMap: { get(id: object): { memoryOffset: number } } };
+    const out = heap.makeOutput(a.filterShape, 'float32'); // may grow the heap: offsets are read after it
+    const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
+    const [kh0, kw0, cin0, cout0] = a.filterShape;
+    native(off(x), off(dy), off(out), x.shape[0], x.shape[1], x.shape[2], cin0, dy.shape[1], dy.shape[2], cout0,
+      kh0, kw0, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
+    return out;
+  }
   const { top, bottom, left, right } = info.padInfo;
   const [kh, kw, cin, cout] = a.filterShape;
   const [b, h, w] = x.shape;

@@ -8,6 +8,7 @@ import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 import { startWorker } from '../util/threads.js';
+import { setNativeFilterGrad } from '../backend/wasm-kernels.js';
 
 /** Median time of one call, ms, over at least `minReps` calls and `minMs` (after a warm-up call):
  *  the median, not the mean, so that a shared VM's stray slow rep does not move the ratios. */
@@ -91,13 +92,23 @@ export async function runPerfBench(): Promise<void> {
   const opt = tf.train.adam(1e-4);
   const e = tf.randomNormal([B, 28, 28, 1]);
   // interleaved, so that a shared VM's drift over the minute this takes hits all three alike
-  const [fwdMs, convMs, stepMs] = interleaved([
+  const step = () => {
+    const l = opt.minimize(() => unetForward(vars, cfg, x, t).sub(e).square().mean() as tf.Scalar, true, Object.values(vars));
+    l?.dataSync();
+    l?.dispose();
+  };
+  // the last: the same step with the filter gradient composed from stock wasm kernels (before our SIMD kernel)
+  const [fwdMs, convMs, stepMs, stepComposedMs] = interleaved([
     () => readTidy(() => unetForward(p.model.params, cfg, x, t)),
     () => readTidy(() => tf.conv2d(cx, cw, 1, 'same')),
+    step,
     () => {
-      const l = opt.minimize(() => unetForward(vars, cfg, x, t).sub(e).square().mean() as tf.Scalar, true, Object.values(vars));
-      l?.dataSync();
-      l?.dispose();
+      const prev = setNativeFilterGrad(false);
+      try {
+        step();
+      } finally {
+        setNativeFilterGrad(prev);
+      }
     },
   ], 7);
   const unetGflops = (2 * unetMacsPerImage(cfg) * B) / (fwdMs / 1000) / 1e9;
@@ -142,6 +153,7 @@ export async function runPerfBench(): Promise<void> {
   line(`| wasm Conv2D ${B}x28x28x${cfg.ch} 3x3 | ${convMs.toFixed(1)} ms, ${convGflops.toFixed(1)} GFLOP/s | |`);
   line(`| forward FLOP rate / Conv2D rate | ${(unetGflops / convGflops).toFixed(2)} | >= 0.7 |`);
   line(`| training step / forward | ${stepMs.toFixed(0)} / ${fwdMs.toFixed(0)} ms = ${(stepMs / fwdMs).toFixed(2)} | <= 3.5 |`);
+  if (info.name === 'wasm') line(`| same, filter gradient composed from stock wasm kernels | ${stepComposedMs.toFixed(0)} / ${fwdMs.toFixed(0)} ms = ${(stepComposedMs / fwdMs).toFixed(2)} | (before) |`);
   line(`| certification, noisy base (sigma 0.5) | ${noisyRate.toFixed(0)} noise samples/s | |`);
   line(`| certification, dds base (sigma 0.5) | ${ddsRate.toFixed(0)} noise samples/s (${(ddsRate / noisyRate).toFixed(2)}x noisy) | >= 0.4x |`);
   line(`| oneshot batch 64, 1 worker thread | ${one.toFixed(1)} images/s | |`);

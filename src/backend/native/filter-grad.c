@@ -1,0 +1,145 @@
+/*
+ * The filter gradient of an NHWC 2-D convolution (tfjs's Conv2DBackpropFilter), as one wasm SIMD kernel that
+ * works in place on the tfjs wasm backend's own heap (the module imports that memory: no copies in or out).
+ *
+ *   dw[kh][kw][ci][co] = sum over b, oh, ow of x[b][oh*sh + kh - pt][ow*sw + kw - pl][ci] * dy[b][oh][ow][co]
+ *
+ * The stock composition (a Conv2D of the transposed input with the transposed dy as its "filter") spends a
+ * third of its time repacking that 28x28xB filter and transposing x on every call. Here the reduction runs
+ * over blocks of ROWS output rows of one image (the rows of x and dy they touch stay in L1/L2), and inside a
+ * block every 4 (ci) x 8 (co) tile of dw[kh][kw] is accumulated in registers over the block's pixels.
+ *
+ * Build (clang and lld 14+, Debian `apt-get install clang lld`): `npm run build:wasm`, which writes
+ * src/backend/filter-grad-wasm.ts. The module must have no data segment and must not touch its stack: it
+ * shares the backend's memory, whose low addresses belong to the backend (the build checks both).
+ */
+#include <wasm_simd128.h>
+
+#define ROWS 4
+
+typedef struct {
+  int b, h, w, ci, ho, wo, co, kh, kw, sh, sw, pt, pl;
+} shape_t;
+
+/* dw tile (ci0..ci0+3, co0..co0+7) of tap (kh, kw) += over output rows [oh0, oh1) of image bi */
+static inline void tile4x8(const float *restrict x, const float *restrict dy, float *restrict dwt, int ldw,
+                           int oh0, int oh1, int ow0, int ow1, int kh, int kw, const int *restrict p) {
+  const int w = p[0], ci = p[1], co = p[2], sh = p[3], sw = p[4], pt = p[5], pl = p[6], wo = p[7];
+  v128_t a00 = wasm_v128_load(dwt), a01 = wasm_v128_load(dwt + 4);
+  v128_t a10 = wasm_v128_load(dwt + ldw), a11 = wasm_v128_load(dwt + ldw + 4);
+  v128_t a20 = wasm_v128_load(dwt + 2 * ldw), a21 = wasm_v128_load(dwt + 2 * ldw + 4);
+  v128_t a30 = wasm_v128_load(dwt + 3 * ldw), a31 = wasm_v128_load(dwt + 3 * ldw + 4);
+  for (int oh = oh0; oh < oh1; oh++) {
+    const int ih = oh * sh + kh - pt;
+    const float *xr = x + ((long)ih * w + (long)ow0 * sw + kw - pl) * ci;
+    const float *dr = dy + ((long)oh * wo + ow0) * co;
+    const int xs = sw * ci;
+    for (int ow = ow0; ow < ow1; ow++) {
+      const v128_t d0 = wasm_v128_load(dr), d1 = wasm_v128_load(dr + 4);
+      v128_t s = wasm_v128_load32_splat(xr);
+      a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, d0));
+      a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, d1));
+      s = wasm_v128_load32_splat(xr + 1);
+      a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, d0));
+      a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, d1));
+      s = wasm_v128_load32_splat(xr + 2);
+      a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, d0));
+      a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, d1));
+      s = wasm_v128_load32_splat(xr + 3);
+      a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, d0));
+      a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, d1));
+      xr += xs;
+      dr += co;
+    }
+  }
+  wasm_v128_store(dwt, a00); wasm_v128_store(dwt + 4, a01);
+  wasm_v128_store(dwt + ldw, a10); wasm_v128_store(dwt + ldw + 4, a11);
+  wasm_v128_store(dwt + 2 * ldw, a20); wasm_v128_store(dwt + 2 * ldw + 4, a21);
+  wasm_v128_store(dwt + 3 * ldw, a30); wasm_v128_store(dwt + 3 * ldw + 4, a31);
+}
+
+/* one input channel x 4 output channels (remainders of the tiles above) */
+static inline void tile1x4(const float *restrict x, const float *restrict dy, float *restrict dwt,
+                           int oh0, int oh1, int ow0, int ow1, int kh, int kw, const int *restrict p) {
+  const int w = p[0], ci = p[1], co = p[2], sh = p[3], sw = p[4], pt = p[5], pl = p[6], wo = p[7];
+  v128_t a = wasm_v128_load(dwt);
+  for (int oh = oh0; oh < oh1; oh++) {
+    const int ih = oh * sh + kh - pt;
+    const float *xr = x + ((long)ih * w + (long)ow0 * sw + kw - pl) * ci;
+    const float *dr = dy + ((long)oh * wo + ow0) * co;
+    for (int ow = ow0; ow < ow1; ow++) {
+      a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_v128_load32_splat(xr), wasm_v128_load(dr)));
+      xr += sw * ci;
+      dr += co;
+    }
+  }
+  wasm_v128_store(dwt, a);
+}
+
+/* one input channel x one output channel (output channels beyond a multiple of 4) */
+static inline void tile1x1(const float *restrict x, const float *restrict dy, float *restrict dwt,
+                           int oh0, int oh1, int ow0, int ow1, int kh, int kw, const int *restrict p) {
+  const int w = p[0], ci = p[1], co = p[2], sh = p[3], sw = p[4], pt = p[5], pl = p[6], wo = p[7];
+  float a = *dwt;
+  for (int oh = oh0; oh < oh1; oh++) {
+    const int ih = oh * sh + kh - pt;
+    const float *xr = x + ((long)ih * w + (long)ow0 * sw + kw - pl) * ci;
+    const float *dr = dy + ((long)oh * wo + ow0) * co;
+    for (int ow = ow0; ow < ow1; ow++) {
+      a += *xr * *dr;
+      xr += sw * ci;
+      dr += co;
+    }
+  }
+  *dwt = a;
+}
+
+static inline int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+/*
+ * x: [b, h, w, ci], dy: [b, ho, wo, co], dw: [kh, kw, ci, co] (overwritten), all float32 on the shared heap.
+ * Strides sh, sw >= 1; pt, pl: the forward pass's top and left zero padding (bottom/right follow from ho, wo).
+ */
+__attribute__((export_name("conv_filter_grad")))
+void conv_filter_grad(const float *x, const float *dy, float *dw, int b, int h, int w, int ci, int ho, int wo,
+                      int co, int kh, int kw, int sh, int sw, int pt, int pl) {
+  const int n = kh * kw * ci * co;
+  for (int i = 0; i < n; i++) dw[i] = 0.0f;
+  const int p[8] = {w, ci, co, sh, sw, pt, pl, wo};
+  const int ci4 = ci & ~3, co8 = co & ~7, co4 = co & ~3;
+  for (int bi = 0; bi < b; bi++) {
+    const float *xb = x + (long)bi * h * w * ci;
+    const float *db = dy + (long)bi * ho * wo * co;
+    for (int r0 = 0; r0 < ho; r0 += ROWS) {
+      const int r1 = r0 + ROWS < ho ? r0 + ROWS : ho;
+      for (int u = 0; u < kh; u++) {
+        /* output rows whose input row oh*sh + u - pt lies inside the image */
+        int oh0 = ceil_div(pt - u, sh), oh1 = ceil_div(h + pt - u, sh);
+        if (oh0 < r0) oh0 = r0;
+        if (oh1 > r1) oh1 = r1;
+        if (oh0 >= oh1) continue;
+        for (int v = 0; v < kw; v++) {
+          int ow0 = ceil_div(pl - v, sw), ow1 = ceil_div(w + pl - v, sw);
+          if (ow0 < 0) ow0 = 0;
+          if (ow1 > wo) ow1 = wo;
+          if (ow0 >= ow1) continue;
+          float *dwk = dw + (long)(u * kw + v) * ci * co;
+          int c = 0;
+          for (; c < ci4; c += 4) {
+            int o = 0;
+            for (; o < co8; o += 8) tile4x8(xb + c, db + o, dwk + c * co + o, co, oh0, oh1, ow0, ow1, u, v, p);
+            for (; o < co4; o += 4)
+              for (int cc = c; cc < c + 4; cc++) tile1x4(xb + cc, db + o, dwk + cc * co + o, oh0, oh1, ow0, ow1, u, v, p);
+            for (; o < co; o++)
+              for (int cc = c; cc < c + 4; cc++) tile1x1(xb + cc, db + o, dwk + cc * co + o, oh0, oh1, ow0, ow1, u, v, p);
+          }
+          for (; c < ci; c++) {
+            int o = 0;
+            for (; o < co4; o += 4) tile1x4(xb + c, db + o, dwk + c * co + o, oh0, oh1, ow0, ow1, u, v, p);
+            for (; o < co; o++) tile1x1(xb + c, db + o, dwk + c * co + o, oh0, oh1, ow0, ow1, u, v, p);
+          }
+        }
+      }
+    }
+  }
+}
