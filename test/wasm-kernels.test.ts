@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { tf } from '../src/backend/index.js';
-import { nativeFilterGradActive, registerWasmTrainingKernels, setFilterGradChunkFloats, setNativeFilterGrad } from '../src/backend/wasm-kernels.js';
+import { nativeConvCount, nativeFilterGradActive, registerWasmTrainingKernels, setFilterGradChunkFloats, setNativeConv, setNativeFilterGrad } from '../src/backend/wasm-kernels.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
 
@@ -120,6 +120,75 @@ describe('wasm training kernels match the cpu backend', () => {
     tf.dispose([w, x]);
     expect(tf.memory().numTensors).toBe(before);
     opt.dispose();
+  });
+});
+
+describe('our SIMD forward conv matches the cpu backend and the stock wasm kernel', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    registerWasmTrainingKernels();
+  });
+
+  type FwdCase = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid'; act: 'linear' | 'relu' | 'none' };
+  const fwdCases: FwdCase[] = [
+    { b: 2, h: 9, w: 11, cin: 8, cout: 8, k: 3, s: 1, pad: 'same', act: 'relu' },
+    { b: 2, h: 10, w: 10, cin: 12, cout: 16, k: 3, s: 2, pad: 'same', act: 'linear' },
+    { b: 1, h: 11, w: 9, cin: 9, cout: 24, k: 3, s: 2, pad: 'valid', act: 'none' },
+    { b: 3, h: 12, w: 13, cin: 16, cout: 8, k: 5, s: 1, pad: 'same', act: 'relu' },
+    { b: 2, h: 7, w: 7, cin: 8, cout: 16, k: 1, s: 1, pad: 'valid', act: 'linear' },
+    { b: 1, h: 4, w: 3, cin: 8, cout: 8, k: 5, s: 1, pad: 'same', act: 'none' }, // no interior column at all
+    { b: 2, h: 28, w: 28, cin: 32, cout: 32, k: 3, s: 1, pad: 'same', act: 'relu' }, // the U-Net's main shape
+  ];
+
+  function run(c: FwdCase, x: Float32Array, wv: Float32Array, bv: Float32Array): Float32Array {
+    return tf.tidy(() => {
+      const xt = tf.tensor4d(x, [c.b, c.h, c.w, c.cin]);
+      const wt = tf.tensor4d(wv, [c.k, c.k, c.cin, c.cout]);
+      const y = c.act === 'none'
+        ? tf.conv2d(xt, wt, c.s, c.pad)
+        : tf.fused.conv2d({ x: xt, filter: wt, bias: tf.tensor1d(bv), strides: c.s, pad: c.pad, activation: c.act });
+      return y.dataSync().slice() as Float32Array;
+    });
+  }
+
+  for (const c of fwdCases) {
+    it(`${c.act === 'none' ? 'conv' : `fused conv (${c.act})`} ${c.k}x${c.k} stride ${c.s} ${c.pad} on ${c.h}x${c.w}, ${c.cin} -> ${c.cout}`, () => {
+      const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+      const x = rnd(c.b * c.h * c.w * c.cin);
+      const wv = rnd(c.k * c.k * c.cin * c.cout);
+      const bv = rnd(c.cout);
+      tf.setBackend('cpu');
+      const ref = run(c, x, wv, bv);
+      tf.setBackend('wasm');
+      const before = tf.memory().numTensors;
+      const calls = nativeConvCount();
+      const got = run(c, x, wv, bv);
+      expect(nativeConvCount()).toBe(calls + 1);
+      const prev = setNativeConv(false);
+      let stock: Float32Array;
+      try {
+        stock = run(c, x, wv, bv);
+      } finally {
+        setNativeConv(prev);
+      }
+      expect(nativeConvCount()).toBe(calls + 1);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(got.length).toBe(ref.length);
+      expect(maxRelErr(got, ref)).toBeLessThan(1e-5);
+      expect(maxRelErr(got, stock)).toBeLessThan(1e-6);
+    });
+  }
+
+  it('leaves convs it does not cover to the stock kernel (output channels not a multiple of 8, few input channels, dilation)', () => {
+    const calls = nativeConvCount();
+    tf.tidy(() => {
+      tf.conv2d(tf.ones([1, 6, 6, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 5]) as tf.Tensor4D, 1, 'same').dataSync();
+      tf.conv2d(tf.ones([1, 6, 6, 3]) as tf.Tensor4D, tf.ones([3, 3, 3, 8]) as tf.Tensor4D, 1, 'same').dataSync();
+      const y = tf.conv2d(tf.ones([1, 9, 9, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 8]) as tf.Tensor4D, 1, 'valid', 'NHWC', 2);
+      expect(y.shape).toEqual([1, 5, 5, 8]);
+      expect(y.dataSync()[0]).toBe(72);
+    });
+    expect(nativeConvCount()).toBe(calls);
   });
 });
 

@@ -83,6 +83,9 @@ function filterGradChunk(b: number, floatsPerImage: number): number {
 
 type FilterGradFn = (x: number, dy: number, dw: number, b: number, h: number, w: number, ci: number, ho: number,
   wo: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number) => void;
+type ConvFn = (x: number, w: number, bias: number, y: number, b: number, h: number, wd: number, ci: number, ho: number,
+  wo: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number, relu: number) => void;
+type Native = { filterGrad: FilterGradFn; conv: ConvFn };
 /** The WebAssembly JS API (a Node global; the build's lib settings do not declare it). */
 const WasmApi = (globalThis as unknown as {
   WebAssembly: {
@@ -91,8 +94,9 @@ const WasmApi = (globalThis as unknown as {
     Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
   };
 }).WebAssembly;
-const nativeByBackend = new WeakMap<object, FilterGradFn | null>();
+const nativeByBackend = new WeakMap<object, Native | null>();
 let nativeFilterGradEnabled = true;
+let nativeConvEnabled = true;
 
 /** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD filter-gradient kernel; returns the previous setting. */
 export function setNativeFilterGrad(on: boolean): boolean {
@@ -101,35 +105,97 @@ export function setNativeFilterGrad(on: boolean): boolean {
   return prev;
 }
 
+/** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD forward conv; returns the previous setting. */
+export function setNativeConv(on: boolean): boolean {
+  const prev = nativeConvEnabled;
+  nativeConvEnabled = on;
+  return prev;
+}
+
 /**
- * Our own wasm SIMD filter-gradient kernel (src/backend/native/filter-grad.c), instantiated on the backend's own
- * memory so that it reads x and dy and writes dw in place. Null (the composed path is used) when the backend's
- * Emscripten module does not expose its memory or the engine lacks wasm SIMD.
+ * Our own wasm SIMD kernels (src/backend/native/filter-grad.c), instantiated on the backend's own memory so that
+ * they read their operands and write their result in place. Null (the stock / composed paths are used) when the
+ * backend's Emscripten module does not expose its memory or the engine lacks wasm SIMD.
  */
-function nativeFilterGrad(backend: Backend): FilterGradFn | null {
-  if (!nativeFilterGradEnabled) return null;
+function nativeKernels(backend: Backend): Native | null {
   const cached = nativeByBackend.get(backend);
   if (cached !== undefined) return cached;
-  let fn: FilterGradFn | null = null;
+  let native: Native | null = null;
   try {
     const mod = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
     const memory = mod?.asm?.memory ?? mod?.wasmMemory;
     if (memory instanceof WasmApi.Memory) {
       const bytes = Uint8Array.from(atob(FILTER_GRAD_WASM_BASE64), (ch) => ch.charCodeAt(0));
-      const instance = new WasmApi.Instance(new WasmApi.Module(bytes), { env: { memory } });
-      fn = instance.exports.conv_filter_grad as FilterGradFn;
+      const { exports } = new WasmApi.Instance(new WasmApi.Module(bytes), { env: { memory } });
+      native = { filterGrad: exports.conv_filter_grad as FilterGradFn, conv: exports.conv2d_fwd as ConvFn };
     }
   } catch {
-    fn = null;
+    native = null;
   }
-  nativeByBackend.set(backend, fn);
-  return fn;
+  nativeByBackend.set(backend, native);
+  return native;
+}
+
+function nativeFilterGrad(backend: Backend): FilterGradFn | null {
+  return nativeFilterGradEnabled ? nativeKernels(backend)?.filterGrad ?? null : null;
+}
+
+let nativeConvCalls = 0;
+/** For tests: how many convs our SIMD forward kernel has run in this thread. */
+export function nativeConvCount(): number {
+  return nativeConvCalls;
+}
+
+type OffsetBackend = HeapBackend & { dataIdMap: { get(id: object): { memoryOffset: number } } };
+
+/**
+ * Conv2D (and FusedConv2D with a per-channel bias and linear or relu activation) in our SIMD kernel: NHWC, float32,
+ * dilation 1, output channels a multiple of 8. Null where it does not apply (the stock XNNPACK kernel runs).
+ */
+function nativeConv(x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, relu: boolean, attrs: ConvAttrs & { dilations?: number | [number, number] }, backend: Backend): TensorInfo | null {
+  if (!nativeConvEnabled || x.dtype !== 'float32' || filter.dtype !== 'float32') return null;
+  if (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC') return null;
+  const d = attrs.dilations ?? 1;
+  if (!(d === 1 || (Array.isArray(d) && d[0] === 1 && d[1] === 1))) return null;
+  const [kh, kw, ci, co] = filter.shape;
+  if (co % 8 !== 0 || ci < 8 || x.shape.length !== 4 || x.shape[3] !== ci) return null; // ci < 8: XNNPACK is faster
+  if (bias && (bias.dtype !== 'float32' || bias.shape.reduce((p, q) => p * q, 1) !== co)) return null;
+  const native = nativeKernels(backend);
+  if (!native) return null;
+  nativeConvCalls++;
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  const heap = backend as OffsetBackend;
+  const out = heap.makeOutput([x.shape[0], info.outHeight, info.outWidth, co], 'float32'); // may grow the heap: offsets after
+  const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
+  native.conv(off(x), off(filter), bias ? off(bias) : 0, off(out), x.shape[0], x.shape[1], x.shape[2], ci, info.outHeight,
+    info.outWidth, co, kh, kw, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, relu ? 1 : 0);
+  return out;
+}
+
+/** Conv2D through nativeConv where it applies, else the stock kernel. */
+function fastConv(original: KernelFn): KernelFn {
+  return ({ inputs, attrs = {}, backend }) =>
+    nativeConv(inputs.x, inputs.filter, undefined, false, attrs as unknown as ConvAttrs, backend) ?? original({ inputs, attrs, backend });
+}
+
+/** FusedConv2D through nativeConv for a per-channel bias (or none) and linear or relu activation, else the stock kernel. */
+function fastFusedConv(original: KernelFn): KernelFn {
+  return ({ inputs, attrs = {}, backend }) => {
+    const { activation } = attrs as { activation?: string };
+    const act = activation ?? 'linear';
+    if ((act === 'linear' || act === 'relu') && !inputs.preluActivationWeights) {
+      const out = nativeConv(inputs.x, inputs.filter, inputs.bias, act === 'relu', attrs as unknown as ConvAttrs, backend);
+      if (out) return out;
+    }
+    return original({ inputs, attrs, backend });
+  };
 }
 
 /** Whether the SIMD filter-gradient kernel runs on the active wasm backend (false on other backends). */
 export function nativeFilterGradActive(): boolean {
   if (tf.getBackend() !== 'wasm') return false;
-  return nativeFilterGrad(tf.backend() as unknown as Backend) !== null;
+  return nativeKernels(tf.backend() as unknown as Backend) !== null;
 }
 
 export function conv2DBackpropFilterWasm({ inputs, attrs, backend }: KernelArgs): TensorInfo {
@@ -140,7 +206,7 @@ export function conv2DBackpropFilterWasm({ inputs, attrs, backend }: KernelArgs)
     x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
   const native = x.dtype === 'float32' && dy.dtype === 'float32' ? nativeFilterGrad(backend) : null;
   if (native) {
-    const heap = backend as HeapBackend & { dataIdMap: { get(id: object): { memoryOffset: number } } };
+    const heap = backend as OffsetBackend;
     const out = heap.makeOutput(a.filterShape, 'float32'); // may grow the heap: offsets are read after it
     const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
     const [kh0, kw0, cin0, cout0] = a.filterShape;
@@ -540,6 +606,11 @@ export function registerWasmTrainingKernels(): void {
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: reduceByMatMul(original, mean) as unknown as tf.KernelFunc });
   }
   for (const [name, wrap] of [['Slice', fastSlice], ['ResizeNearestNeighborGrad', fastResizeNearestGrad]] as const) {
+    const original = kernel(name);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: wrap(original) as unknown as tf.KernelFunc });
+  }
+  for (const [name, wrap] of [['Conv2D', fastConv], ['FusedConv2D', fastFusedConv]] as const) {
     const original = kernel(name);
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: wrap(original) as unknown as tf.KernelFunc });

@@ -143,3 +143,144 @@ void conv_filter_grad(const float *x, const float *dy, float *dw, int b, int h, 
     }
   }
 }
+
+/* y[ow0 + j*?]: 4 output pixels (columns ow..ow+3 of one row) x 8 output channels += tap (u, v) over all input
+ * channels: xr points at the input pixel of the first output column for this tap, xs = stride between them */
+static inline void fwd4x8(const float *restrict xr, int xs, const float *restrict wt, int co, float *restrict yr,
+                          int ci) {
+  v128_t a00 = wasm_v128_load(yr), a01 = wasm_v128_load(yr + 4);
+  v128_t a10 = wasm_v128_load(yr + co), a11 = wasm_v128_load(yr + co + 4);
+  v128_t a20 = wasm_v128_load(yr + 2 * co), a21 = wasm_v128_load(yr + 2 * co + 4);
+  v128_t a30 = wasm_v128_load(yr + 3 * co), a31 = wasm_v128_load(yr + 3 * co + 4);
+  for (int c = 0; c < ci; c++) {
+    const v128_t w0 = wasm_v128_load(wt), w1 = wasm_v128_load(wt + 4);
+    v128_t s = wasm_v128_load32_splat(xr);
+    a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
+    a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
+    s = wasm_v128_load32_splat(xr + xs);
+    a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
+    a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
+    s = wasm_v128_load32_splat(xr + 2 * xs);
+    a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
+    a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
+    s = wasm_v128_load32_splat(xr + 3 * xs);
+    a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
+    a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
+    xr++;
+    wt += co;
+  }
+  wasm_v128_store(yr, a00); wasm_v128_store(yr + 4, a01);
+  wasm_v128_store(yr + co, a10); wasm_v128_store(yr + co + 4, a11);
+  wasm_v128_store(yr + 2 * co, a20); wasm_v128_store(yr + 2 * co + 4, a21);
+  wasm_v128_store(yr + 3 * co, a30); wasm_v128_store(yr + 3 * co + 4, a31);
+}
+
+static inline void fwd1x8(const float *restrict xr, const float *restrict wt, int co, float *restrict yr, int ci) {
+  v128_t a0 = wasm_v128_load(yr), a1 = wasm_v128_load(yr + 4);
+  for (int c = 0; c < ci; c++) {
+    const v128_t s = wasm_v128_load32_splat(xr);
+    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(s, wasm_v128_load(wt)));
+    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(s, wasm_v128_load(wt + 4)));
+    xr++;
+    wt += co;
+  }
+  wasm_v128_store(yr, a0); wasm_v128_store(yr + 4, a1);
+}
+
+/* 4 output pixels x 8 output channels over every tap and input channel, accumulated in registers (all taps inside x) */
+static inline void fwd4x8_all(const float *restrict xr, int xs, int xrow, const float *restrict wt, int co,
+                              float *restrict yr, int ci, int kh, int kw) {
+  v128_t a00 = wasm_v128_load(yr), a01 = wasm_v128_load(yr + 4);
+  v128_t a10 = wasm_v128_load(yr + co), a11 = wasm_v128_load(yr + co + 4);
+  v128_t a20 = wasm_v128_load(yr + 2 * co), a21 = wasm_v128_load(yr + 2 * co + 4);
+  v128_t a30 = wasm_v128_load(yr + 3 * co), a31 = wasm_v128_load(yr + 3 * co + 4);
+  for (int u = 0; u < kh; u++) {
+    for (int v = 0; v < kw; v++) {
+      const float *xp = xr + u * xrow + v * ci;
+      for (int c = 0; c < ci; c++) {
+        const v128_t w0 = wasm_v128_load(wt), w1 = wasm_v128_load(wt + 4);
+        v128_t s = wasm_v128_load32_splat(xp);
+        a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
+        a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
+        s = wasm_v128_load32_splat(xp + xs);
+        a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
+        a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
+        s = wasm_v128_load32_splat(xp + 2 * xs);
+        a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
+        a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
+        s = wasm_v128_load32_splat(xp + 3 * xs);
+        a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
+        a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
+        xp++;
+        wt += co;
+      }
+    }
+  }
+  wasm_v128_store(yr, a00); wasm_v128_store(yr + 4, a01);
+  wasm_v128_store(yr + co, a10); wasm_v128_store(yr + co + 4, a11);
+  wasm_v128_store(yr + 2 * co, a20); wasm_v128_store(yr + 2 * co + 4, a21);
+  wasm_v128_store(yr + 3 * co, a30); wasm_v128_store(yr + 3 * co + 4, a31);
+}
+
+/* output row oh, columns [c0, c1): += every tap whose input row and column lie inside x, tap by tap */
+static void fwd_row_taps(const float *xb, const float *w, float *yr, int c0, int c1, int oh, int h, int wd, int ci,
+                         int co, int kh, int kw, int sh, int sw, int pt, int pl) {
+  for (int u = 0; u < kh; u++) {
+    const int ih = oh * sh + u - pt;
+    if (ih < 0 || ih >= h) continue;
+    for (int v = 0; v < kw; v++) {
+      int ow0 = ceil_div(pl - v, sw), ow1 = ceil_div(wd + pl - v, sw);
+      if (ow0 < c0) ow0 = c0;
+      if (ow1 > c1) ow1 = c1;
+      if (ow0 >= ow1) continue;
+      const float *wt = w + (long)(u * kw + v) * ci * co;
+      const int xs = sw * ci;
+      const float *xr = xb + ((long)ih * wd + (long)ow0 * sw + v - pl) * ci;
+      int ow = ow0;
+      for (; ow + 4 <= ow1; ow += 4, xr += 4 * xs)
+        for (int o = 0; o < co; o += 8) fwd4x8(xr, xs, wt + o, co, yr + ow * co + o, ci);
+      for (; ow < ow1; ow++, xr += xs)
+        for (int o = 0; o < co; o += 8) fwd1x8(xr, wt + o, co, yr + ow * co + o, ci);
+    }
+  }
+}
+
+/*
+ * y = conv2d(x, w) + bias (bias may be 0: none), then relu if `relu`; NHWC, w: [kh, kw, ci, co], co a multiple of 8.
+ * Each output row accumulates tap by tap: for tap (u, v) the valid output columns are one contiguous range, so no
+ * padded copy of x and no per-pixel bounds checks.
+ */
+__attribute__((export_name("conv2d_fwd")))
+void conv2d_fwd(const float *x, const float *w, const float *bias, float *y, int b, int h, int wd, int ci, int ho,
+                int wo, int co, int kh, int kw, int sh, int sw, int pt, int pl, int relu) {
+  for (int bi = 0; bi < b; bi++) {
+    const float *xb = x + (long)bi * h * wd * ci;
+    for (int oh = 0; oh < ho; oh++) {
+      float *yr = y + ((long)bi * ho + oh) * wo * co;
+      for (int j = 0; j < wo; j++)
+        for (int o = 0; o < co; o += 4)
+          wasm_v128_store(yr + j * co + o, bias ? wasm_v128_load(bias + o) : wasm_f32x4_splat(0.0f));
+      const int ih0 = oh * sh - pt;
+      /* interior columns: every tap's input column inside x */
+      int ca = ceil_div(pl, sw), cb = ceil_div(wd + pl - kw + 1, sw);
+      if (ca > wo) ca = wo;
+      if (cb > wo) cb = wo;
+      if (ih0 >= 0 && ih0 + kh <= h && cb - ca >= 4) {
+        const int n4 = ca + ((cb - ca) & ~3);
+        const int xs = sw * ci;
+        for (int ow = ca; ow < n4; ow += 4) {
+          const float *xr = xb + ((long)ih0 * wd + (long)ow * sw - pl) * ci;
+          for (int o = 0; o < co; o += 8) fwd4x8_all(xr, xs, wd * ci, w + o, co, yr + ow * co + o, ci, kh, kw);
+        }
+        fwd_row_taps(xb, w, yr, 0, ca, oh, h, wd, ci, co, kh, kw, sh, sw, pt, pl);
+        fwd_row_taps(xb, w, yr, n4, wo, oh, h, wd, ci, co, kh, kw, sh, sw, pt, pl);
+      } else {
+        fwd_row_taps(xb, w, yr, 0, wo, oh, h, wd, ci, co, kh, kw, sh, sw, pt, pl);
+      }
+      if (relu) {
+        const v128_t z = wasm_f32x4_splat(0.0f);
+        for (int j = 0; j < wo * co; j += 4) wasm_v128_store(yr + j, wasm_f32x4_max(wasm_v128_load(yr + j), z));
+      }
+    }
+  }
+}
