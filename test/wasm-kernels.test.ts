@@ -1,5 +1,8 @@
 import { describe, it, expect, beforeAll } from 'vitest';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { tf } from '../src/backend/index.js';
+import { NATIVE_KERNELS_SOURCE_SHA256 } from '../src/backend/native-kernels-wasm.js';
 import { nativeConvCount, nativeFilterGradActive, registerWasmTrainingKernels, setFilterGradChunkFloats, setNativeConv, setNativeFilterGrad } from '../src/backend/wasm-kernels.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
@@ -86,6 +89,11 @@ describe('wasm training kernels match the cpu backend', () => {
 
   it('runs the filter gradient in our SIMD kernel on the backend heap (not the composed fallback)', () => {
     expect(nativeFilterGradActive()).toBe(true);
+  });
+
+  it('ships the wasm module built from the committed C source (rerun `npm run build:wasm` after editing it)', () => {
+    const source = readFileSync(new URL('../src/backend/native/kernels.c', import.meta.url));
+    expect(createHash('sha256').update(source).digest('hex')).toBe(NATIVE_KERNELS_SOURCE_SHA256);
   });
 
   for (const c of cases) {

@@ -18,7 +18,7 @@
  * engine's bookkeeping).
  */
 import { tf } from './tf.js';
-import { FILTER_GRAD_WASM_BASE64 } from './filter-grad-wasm.js';
+import { NATIVE_KERNELS_WASM_BASE64 } from './native-kernels-wasm.js';
 
 type TensorInfo = { dataId: object; shape: number[]; dtype: string };
 type Backend = { disposeData(dataId: object, force?: boolean): boolean };
@@ -113,7 +113,7 @@ export function setNativeConv(on: boolean): boolean {
 }
 
 /**
- * Our own wasm SIMD kernels (src/backend/native/filter-grad.c), instantiated on the backend's own memory so that
+ * Our own wasm SIMD kernels (src/backend/native/kernels.c), instantiated on the backend's own memory so that
  * they read their operands and write their result in place. Null (the stock / composed paths are used) when the
  * backend's Emscripten module does not expose its memory or the engine lacks wasm SIMD.
  */
@@ -125,7 +125,7 @@ function nativeKernels(backend: Backend): Native | null {
     const mod = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
     const memory = mod?.asm?.memory ?? mod?.wasmMemory;
     if (memory instanceof WasmApi.Memory) {
-      const bytes = Uint8Array.from(atob(FILTER_GRAD_WASM_BASE64), (ch) => ch.charCodeAt(0));
+      const bytes = Uint8Array.from(atob(NATIVE_KERNELS_WASM_BASE64), (ch) => ch.charCodeAt(0));
       const { exports } = new WasmApi.Instance(new WasmApi.Module(bytes), { env: { memory } });
       native = { filterGrad: exports.conv_filter_grad as FilterGradFn, conv: exports.conv2d_fwd as ConvFn };
     }

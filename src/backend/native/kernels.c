@@ -1,17 +1,21 @@
 /*
- * The filter gradient of an NHWC 2-D convolution (tfjs's Conv2DBackpropFilter), as one wasm SIMD kernel that
- * works in place on the tfjs wasm backend's own heap (the module imports that memory: no copies in or out).
+ * Our wasm SIMD convolution kernels for the tfjs wasm backend, working in place on the backend's own heap (the
+ * module imports that memory: no copies in or out). Both NHWC, float32, dilation 1.
  *
+ * conv_filter_grad (tfjs's Conv2DBackpropFilter, which tfjs-backend-wasm lacks):
  *   dw[kh][kw][ci][co] = sum over b, oh, ow of x[b][oh*sh + kh - pt][ow*sw + kw - pl][ci] * dy[b][oh][ow][co]
+ * The composition from stock kernels (a Conv2D of the transposed input with the transposed dy as its "filter")
+ * spends a third of its time repacking that 28x28xB filter and transposing x on every call. Here the reduction runs
+ * over blocks of ROWS output rows of one image (the rows of x and dy they touch stay in L1/L2), and inside a block
+ * every 4 (ci) x 8 (co) tile of dw[kh][kw] is accumulated in registers over the block's pixels.
  *
- * The stock composition (a Conv2D of the transposed input with the transposed dy as its "filter") spends a
- * third of its time repacking that 28x28xB filter and transposing x on every call. Here the reduction runs
- * over blocks of ROWS output rows of one image (the rows of x and dy they touch stay in L1/L2), and inside a
- * block every 4 (ci) x 8 (co) tile of dw[kh][kw] is accumulated in registers over the block's pixels.
+ * conv2d_fwd (Conv2D / FusedConv2D with bias and relu): 4 output pixels x 8 output channels accumulated in
+ * registers over every tap and input channel for interior pixels, tap by tap at the borders (no padded copy of x).
+ * It sums in the same order as XNNPACK, so its outputs are bit-identical to the stock kernel's.
  *
- * Build (clang and lld 14+, Debian `apt-get install clang lld`): `npm run build:wasm`, which writes
- * src/backend/filter-grad-wasm.ts. The module must have no data segment and must not touch its stack: it
- * shares the backend's memory, whose low addresses belong to the backend (the build checks both).
+ * Build (clang and lld 14+, Debian `apt-get install clang lld`; wabt's wasm2wat for the checks): `npm run
+ * build:wasm`, which writes src/backend/native-kernels-wasm.ts. The module must have no data segment and must not
+ * touch its stack: it shares the backend's memory, whose low addresses belong to the backend (the build checks both).
  */
 #include <wasm_simd128.h>
 
