@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { tf } from '../src/backend/index.js';
 import { NATIVE_KERNELS_SOURCE_SHA256 } from '../src/backend/native-kernels-wasm.js';
-import { nativeConvCount, nativeFilterGradActive, registerWasmTrainingKernels, setFilterGradChunkFloats, setNativeConv, setNativeFilterGrad } from '../src/backend/wasm-kernels.js';
+import { registerWasmTrainingKernels, setFilterGradChunkFloats } from '../src/backend/wasm-kernels.js';
+import { nativeConvCount, nativeFilterGradActive, setNativeConv, setNativeFilterGrad } from '../src/backend/native.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
 

@@ -8,7 +8,7 @@ import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 import { startWorker } from '../util/threads.js';
-import { setNativeFilterGrad } from '../backend/wasm-kernels.js';
+import { setNativeFilterGrad } from '../backend/native.js';
 
 /** Median time of one call, ms, over at least `minReps` calls and `minMs` (after a warm-up call):
  *  the median, not the mean, so that a shared VM's stray slow rep does not move the ratios. */
