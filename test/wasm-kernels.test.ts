@@ -140,12 +140,12 @@ describe('our SIMD forward conv matches the cpu backend and the stock wasm kerne
 
   type FwdCase = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid'; act: 'linear' | 'relu' | 'none' };
   const fwdCases: FwdCase[] = [
-    { b: 2, h: 9, w: 11, cin: 8, cout: 8, k: 3, s: 1, pad: 'same', act: 'relu' },
-    { b: 2, h: 10, w: 10, cin: 12, cout: 16, k: 3, s: 2, pad: 'same', act: 'linear' },
-    { b: 1, h: 11, w: 9, cin: 9, cout: 24, k: 3, s: 2, pad: 'valid', act: 'none' },
+    { b: 2, h: 9, w: 13, cin: 8, cout: 8, k: 3, s: 1, pad: 'same', act: 'relu' },
+    { b: 2, h: 10, w: 25, cin: 12, cout: 16, k: 3, s: 2, pad: 'same', act: 'linear' },
+    { b: 1, h: 11, w: 27, cin: 9, cout: 24, k: 3, s: 2, pad: 'valid', act: 'none' },
     { b: 3, h: 12, w: 13, cin: 16, cout: 8, k: 5, s: 1, pad: 'same', act: 'relu' },
-    { b: 2, h: 7, w: 7, cin: 8, cout: 16, k: 1, s: 1, pad: 'valid', act: 'linear' },
-    { b: 1, h: 4, w: 3, cin: 8, cout: 8, k: 5, s: 1, pad: 'same', act: 'none' }, // no interior column at all
+    { b: 2, h: 7, w: 12, cin: 8, cout: 16, k: 1, s: 1, pad: 'valid', act: 'linear' },
+    { b: 1, h: 4, w: 13, cin: 8, cout: 8, k: 5, s: 1, pad: 'same', act: 'none' }, // no interior row at all
     { b: 2, h: 28, w: 28, cin: 32, cout: 32, k: 3, s: 1, pad: 'same', act: 'relu' }, // the U-Net's main shape
   ];
 
@@ -188,13 +188,14 @@ describe('our SIMD forward conv matches the cpu backend and the stock wasm kerne
     });
   }
 
-  it('leaves convs it does not cover to the stock kernel (output channels not a multiple of 8, few input channels, dilation)', () => {
+  it('leaves convs it does not cover to the stock kernel (output channels not a multiple of 8, few input channels, narrow rows, dilation)', () => {
     const calls = nativeConvCount();
     tf.tidy(() => {
       tf.conv2d(tf.ones([1, 6, 6, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 5]) as tf.Tensor4D, 1, 'same').dataSync();
-      tf.conv2d(tf.ones([1, 6, 6, 3]) as tf.Tensor4D, tf.ones([3, 3, 3, 8]) as tf.Tensor4D, 1, 'same').dataSync();
-      const y = tf.conv2d(tf.ones([1, 9, 9, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 8]) as tf.Tensor4D, 1, 'valid', 'NHWC', 2);
-      expect(y.shape).toEqual([1, 5, 5, 8]);
+      tf.conv2d(tf.ones([1, 6, 12, 3]) as tf.Tensor4D, tf.ones([3, 3, 3, 8]) as tf.Tensor4D, 1, 'same').dataSync();
+      tf.conv2d(tf.ones([1, 7, 7, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 8]) as tf.Tensor4D, 1, 'same').dataSync();
+      const y = tf.conv2d(tf.ones([1, 9, 20, 8]) as tf.Tensor4D, tf.ones([3, 3, 8, 8]) as tf.Tensor4D, 1, 'valid', 'NHWC', 2);
+      expect(y.shape).toEqual([1, 5, 16, 8]);
       expect(y.dataSync()[0]).toBe(72);
     });
     expect(nativeConvCount()).toBe(calls);

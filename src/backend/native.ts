@@ -91,7 +91,7 @@ export function nativeConvCount(): number {
 
 /**
  * Conv2D (and FusedConv2D with a per-channel bias and linear or relu activation) in our SIMD kernel: NHWC, float32,
- * dilation 1, output channels a multiple of 8. Null where it does not apply (the stock XNNPACK kernel runs).
+ * dilation 1, >= 8 input channels, output channels a multiple of 8, output rows >= 12 wide. Null where it does not apply (the stock XNNPACK kernel runs).
  */
 function nativeConv(x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, relu: boolean, attrs: ConvAttrs & { dilations?: number | [number, number] }, backend: Backend): TensorInfo | null {
   if (!nativeConvEnabled || x.dtype !== 'float32' || filter.dtype !== 'float32') return null;
@@ -103,9 +103,10 @@ function nativeConv(x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefi
   if (bias && (bias.dtype !== 'float32' || bias.shape.reduce((p, q) => p * q, 1) !== co)) return null;
   const native = nativeKernels(backend);
   if (!native) return null;
-  nativeConvCalls++;
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  if (info.outWidth < 12) return null; // narrow rows (the U-Net's 7x7 level): XNNPACK is as fast or faster
+  nativeConvCalls++;
   const heap = backend as OffsetBackend;
   const out = heap.makeOutput([x.shape[0], info.outHeight, info.outWidth, co], 'float32'); // may grow the heap: offsets after
   const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
