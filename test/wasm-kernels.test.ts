@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { tf } from '../src/backend/index.js';
 import { NATIVE_KERNELS_SOURCE_SHA256 } from '../src/backend/native-kernels-wasm.js';
 import { registerWasmTrainingKernels, setFilterGradChunkFloats } from '../src/backend/wasm-kernels.js';
-import { nativeConvCount, nativeFilterGradActive, setNativeConv, setNativeFilterGrad } from '../src/backend/native.js';
+import { nativeConvCount, nativeFilterGradActive, setNativeConv, setNativeFilterGrad, setNativeGroupNorm } from '../src/backend/native.js';
+import { nativeGroupNormSiluApplies } from '../src/backend/native-norm.js';
+import { groupNorm, groupNormSilu, silu } from '../src/models/unet.js';
 
 type Case = { b: number; h: number; w: number; cin: number; cout: number; k: number; s: number; pad: 'same' | 'valid' };
 
@@ -199,6 +201,61 @@ describe('our SIMD forward conv matches the cpu backend and the stock wasm kerne
       expect(y.dataSync()[0]).toBe(72);
     });
     expect(nativeConvCount()).toBe(calls);
+  });
+});
+
+describe('our fused group norm + SiLU kernels match the composed tfjs ops', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    registerWasmTrainingKernels();
+  });
+
+  /** y, dL/dx, dL/dg, dL/db of sum(groupNormSilu(x) * w) with the native kernels on or off */
+  function values(x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor, groups: number, native: boolean): Float32Array[] {
+    const prev = setNativeGroupNorm(native);
+    try {
+      return tf.tidy(() => {
+        const y = groupNormSilu(x, g, b, groups);
+        const grads = tf.grads((a: tf.Tensor, p: tf.Tensor, q: tf.Tensor) => groupNormSilu(a as tf.Tensor4D, p, q, groups).mul(w).sum())([x, g, b]);
+        return [y, ...grads].map((t) => t.dataSync().slice() as Float32Array);
+      });
+    } finally {
+      setNativeGroupNorm(prev);
+    }
+  }
+
+  const shapes: [[number, number, number, number], number, number][] = [
+    [[3, 5, 4, 8], 4, 1.5], [[2, 7, 7, 32], 8, 1.5], [[1, 3, 3, 4], 1, 1.5], [[2, 6, 5, 12], 3, 1.5], [[2, 14, 14, 48], 8, 1.5],
+    [[2, 4, 4, 16], 4, 80], // SiLU saturated both ways (|z| up to ~100): no NaN or inf
+  ];
+  for (const [shape, groups, spread] of shapes) {
+    it(`forward and gradients (x, gain, bias) for ${shape.join('x')} in ${groups} groups, inputs spread ${spread}`, () => {
+      const c = shape[3];
+      const x = tf.randomNormal(shape, 0.3, spread, 'float32', 1) as tf.Tensor4D;
+      const g = tf.randomNormal([c], 1, 0.3, 'float32', 2);
+      const b = tf.randomNormal([c], 0, spread === 1.5 ? 0.3 : 50, 'float32', 3);
+      const w = tf.randomNormal(shape, 0, 1, 'float32', 4);
+      expect(nativeGroupNormSiluApplies(x, g, b, groups)).toBe(true);
+      const before = tf.memory().numTensors;
+      const got = values(x, g, b, w, groups, true);
+      const want = values(x, g, b, w, groups, false);
+      expect(tf.memory().numTensors).toBe(before);
+      got.forEach((v, i) => {
+        expect(v.every(Number.isFinite), `${['y', 'dx', 'dg', 'db'][i]} finite`).toBe(true);
+        expect(maxRelErr(v, want[i]), ['y', 'dx', 'dg', 'db'][i]).toBeLessThan(1e-5);
+      });
+      tf.dispose([x, g, b, w]);
+    });
+  }
+
+  it('leaves channel counts it does not cover (not a multiple of 4) to the composed ops, with the same results', () => {
+    const x = tf.randomNormal([2, 5, 5, 6], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const g = tf.ones([6]);
+    const b = tf.zeros([6]);
+    expect(nativeGroupNormSiluApplies(x, g, b, 3)).toBe(false);
+    const d = tf.tidy(() => tf.max(tf.abs(groupNormSilu(x, g, b, 3).sub(silu(groupNorm(x, g, b, 3))))).dataSync()[0]);
+    expect(d).toBe(0);
+    tf.dispose([x, g, b]);
   });
 });
 

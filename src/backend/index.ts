@@ -9,6 +9,7 @@ import { registerGradientOverrides } from './gradients.js';
 
 export { tf };
 export type { Tensor, Tensor1D, Tensor2D, Tensor4D, Scalar } from './tf.js';
+export { nativeGroupNormSilu, nativeGroupNormSiluApplies } from './native-norm.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export interface BackendInfo {

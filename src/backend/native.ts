@@ -11,7 +11,11 @@ type FilterGradFn = (x: number, dy: number, dw: number, b: number, h: number, w:
   wo: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number) => void;
 type ConvFn = (x: number, w: number, bias: number, y: number, b: number, h: number, wd: number, ci: number, ho: number,
   wo: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number, relu: number) => void;
-type Native = { filterGrad: FilterGradFn; conv: ConvFn };
+type GroupNormFn = (x: number, g: number, b: number, y: number, stats: number, scratch: number, n: number, hw: number,
+  c: number, groups: number, eps: number, silu: number) => void;
+type GroupNormGradFn = (x: number, g: number, b: number, stats: number, dy: number, dx: number, dg: number, db: number,
+  scratch: number, n: number, hw: number, c: number, groups: number, silu: number) => void;
+export type Native = { filterGrad: FilterGradFn; conv: ConvFn; groupNorm: GroupNormFn; groupNormGrad: GroupNormGradFn };
 /** The WebAssembly JS API (a Node global; the build's lib settings do not declare it). */
 const WasmApi = (globalThis as unknown as {
   WebAssembly: {
@@ -25,6 +29,19 @@ const nativeByBackend = new WeakMap<object, Native | null>();
 const nativeDefault = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ADVPURIFY_NATIVE_KERNELS !== '0';
 let nativeFilterGradEnabled = nativeDefault;
 let nativeConvEnabled = nativeDefault;
+let nativeGroupNormEnabled = nativeDefault;
+
+/** For tests and A/B benchmarks: use (true) or bypass (false) the fused group norm + SiLU kernels; returns the previous setting. */
+export function setNativeGroupNorm(on: boolean): boolean {
+  const prev = nativeGroupNormEnabled;
+  nativeGroupNormEnabled = on;
+  return prev;
+}
+
+/** Whether the group norm kernels are switched on (ADVPURIFY_NATIVE_KERNELS, setNativeGroupNorm). */
+export function nativeGroupNormOn(): boolean {
+  return nativeGroupNormEnabled;
+}
 
 /** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD filter-gradient kernel; returns the previous setting. */
 export function setNativeFilterGrad(on: boolean): boolean {
@@ -45,7 +62,7 @@ export function setNativeConv(on: boolean): boolean {
  * they read their operands and write their result in place. Null (the stock / composed paths are used) when the
  * backend's Emscripten module does not expose its memory or the engine lacks wasm SIMD.
  */
-function nativeKernels(backend: Backend): Native | null {
+export function nativeKernels(backend: Backend): Native | null {
   const cached = nativeByBackend.get(backend);
   if (cached !== undefined) return cached;
   let native: Native | null = null;
@@ -55,7 +72,12 @@ function nativeKernels(backend: Backend): Native | null {
     if (memory instanceof WasmApi.Memory) {
       const bytes = Uint8Array.from(atob(NATIVE_KERNELS_WASM_BASE64), (ch) => ch.charCodeAt(0));
       const { exports } = new WasmApi.Instance(new WasmApi.Module(bytes), { env: { memory } });
-      native = { filterGrad: exports.conv_filter_grad as FilterGradFn, conv: exports.conv2d_fwd as ConvFn };
+      native = {
+        filterGrad: exports.conv_filter_grad as FilterGradFn,
+        conv: exports.conv2d_fwd as ConvFn,
+        groupNorm: exports.group_norm_silu as GroupNormFn,
+        groupNormGrad: exports.group_norm_silu_grad as GroupNormGradFn,
+      };
     }
   } catch {
     native = null;
@@ -87,7 +109,6 @@ let nativeConvCalls = 0;
 export function nativeConvCount(): number {
   return nativeConvCalls;
 }
-
 
 /**
  * Conv2D (and FusedConv2D with a per-channel bias and linear or relu activation) in our SIMD kernel: NHWC, float32,

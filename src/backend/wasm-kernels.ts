@@ -21,6 +21,7 @@
 import { tf } from './tf.js';
 import type { Backend, ConvAttrs, HeapBackend, KernelArgs, KernelFn, TensorInfo } from './kernel-types.js';
 import { fastConv, fastFusedConv, nativeFilterGrad } from './native.js';
+import { registerNativeGroupNorm } from './native-norm.js';
 
 function kernel(name: string): KernelFn {
   const k = tf.getKernel(name, 'wasm');
@@ -482,5 +483,6 @@ export function registerWasmTrainingKernels(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: sharedIdentity(original, isCast) as unknown as tf.KernelFunc });
   }
+  registerNativeGroupNorm();
   registered = true;
 }

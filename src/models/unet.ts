@@ -4,7 +4,7 @@
  * connections. Parameters are plain named tensors (variables while training), so the same forward
  * serves training, EMA inference and autodiff by attacks.
  */
-import { tf, type Tensor, type Tensor1D, type Tensor4D } from '../backend/index.js';
+import { tf, nativeGroupNormSilu, nativeGroupNormSiluApplies, type Tensor, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { convBias } from '../backend/conv.js';
 
 export interface UNetConfig {
@@ -75,6 +75,15 @@ const siluWithGrad = tf.customGrad((...args: unknown[]) => {
   save([s, y]);
   return { value: y, gradFunc: (dy: Tensor, [sv, yv]: Tensor[]) => dy.mul(sv.add(yv.mul(tf.scalar(1).sub(sv)))) };
 });
+
+/**
+ * silu(groupNorm(x)): the U-Net's every normalisation. On the wasm backend in our fused SIMD kernels (forward and
+ * gradient, src/backend/native-norm.ts), elsewhere composed from tfjs ops.
+ */
+export function groupNormSilu(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps = 1e-5): Tensor4D {
+  if (nativeGroupNormSiluApplies(x, g, b, groups)) return nativeGroupNormSilu(x, g, b, groups, eps);
+  return silu(groupNorm(x, g, b, groups, eps)) as Tensor4D;
+}
 
 /** Group norm over [N,H,W,C] with per-channel affine (as a per-image, per-channel scale and shift). */
 export function groupNorm(x: Tensor4D, g: Tensor, b: Tensor, groups: number, eps = 1e-5): Tensor4D {
@@ -160,11 +169,11 @@ function dense(p: Params, name: string, x: Tensor): tf.Tensor2D {
 }
 
 function resBlock(p: Params, name: string, x: Tensor4D, temb: Tensor, groups: number): Tensor4D {
-  let h = silu(groupNorm(x, p[`${name}/n1/g`], p[`${name}/n1/b`], groups)) as Tensor4D;
+  let h = groupNormSilu(x, p[`${name}/n1/g`], p[`${name}/n1/b`], groups);
   h = conv(p, `${name}/c1`, h);
   const t = dense(p, `${name}/t`, temb);
   h = h.add(t.reshape([t.shape[0], 1, 1, t.shape[1]])) as Tensor4D;
-  h = silu(groupNorm(h, p[`${name}/n2/g`], p[`${name}/n2/b`], groups)) as Tensor4D;
+  h = groupNormSilu(h, p[`${name}/n2/g`], p[`${name}/n2/b`], groups);
   h = conv(p, `${name}/c2`, h);
   const skip = p[`${name}/skip/w`] ? conv(p, `${name}/skip`, x) : x;
   return skip.add(h) as Tensor4D;
@@ -194,7 +203,7 @@ export function unetForward(p: Params, cfg: UNetConfig, xt: Tensor4D, t: Tensor1
   h = resBlock(p, 'm1', h, temb, G);
   h = resBlock(p, 'u1', tf.concat([up2(h), s1], 3), temb, G); // 14
   h = resBlock(p, 'u0', tf.concat([up2(h), s0], 3), temb, G); // 28
-  h = silu(groupNorm(h, p['out/n/g'], p['out/n/b'], G)) as Tensor4D;
+  h = groupNormSilu(h, p['out/n/g'], p['out/n/b'], G);
   return conv(p, 'out', h);
 }
 

@@ -1,5 +1,5 @@
 /*
- * Our wasm SIMD convolution kernels for the tfjs wasm backend, working in place on the backend's own heap (the
+ * Our wasm SIMD kernels for the tfjs wasm backend (convolutions, group norm), working in place on the backend's own heap (the
  * module imports that memory: no copies in or out). Both NHWC, float32, dilation 1.
  *
  * conv_filter_grad (tfjs's Conv2DBackpropFilter, which tfjs-backend-wasm lacks):
@@ -12,6 +12,9 @@
  * conv2d_fwd (Conv2D / FusedConv2D with bias and relu): 4 output pixels x 8 output channels accumulated in
  * registers over every tap and input channel for interior pixels, tap by tap at the borders (no padded copy of x).
  * It sums in the same order as XNNPACK, so its outputs are bit-identical to the stock kernel's.
+ *
+ * group_norm_silu / group_norm_silu_grad: silu(group_norm(x) g + b) and its gradient (x, g, b), each in two sweeps
+ * over the image (channel sums, then normalise; dz and its channel sums, then dx), with a vectorised exp.
  *
  * Build (clang and lld 14+, Debian `apt-get install clang lld`; wabt's wasm2wat for the checks): `npm run
  * build:wasm`, which writes src/backend/native-kernels-wasm.ts. The module must have no data segment and must not
@@ -284,6 +287,166 @@ void conv2d_fwd(const float *x, const float *w, const float *bias, float *y, int
       if (relu) {
         const v128_t z = wasm_f32x4_splat(0.0f);
         for (int j = 0; j < wo * co; j += 4) wasm_v128_store(yr + j, wasm_f32x4_max(wasm_v128_load(yr + j), z));
+      }
+    }
+  }
+}
+
+/* ---- group norm (+ SiLU) over NHWC, per image and group of c/groups channels ---- */
+
+/* e^x for |x| <= ~87 (clamped beyond), relative error ~1e-7: 2^n p(r), r = x - n ln 2, p degree-6 Taylor */
+static inline v128_t exp_v(v128_t x) {
+  x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(-87.0f)), wasm_f32x4_splat(88.0f));
+  const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693145751953125f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(1.428606765330187045e-06f)));
+  v128_t p = wasm_f32x4_splat(1.0f / 720.0f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 120.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 24.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 6.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(0.5f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f));
+  const v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, e);
+}
+
+static inline v128_t sigmoid_v(v128_t z) {
+  const v128_t one = wasm_f32x4_splat(1.0f);
+  return wasm_f32x4_div(one, wasm_f32x4_add(one, exp_v(wasm_f32x4_neg(z))));
+}
+
+/* per-channel sums of x and x^2 over the hw pixels of one image into s[c], q[c] (c a multiple of 4) */
+static void channel_sums(const float *xb, int hw, int c, float *s, float *q) {
+  int cb = 0;
+  for (; cb + 16 <= c; cb += 16) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0, s2 = s0, s3 = s0, q0 = s0, q1 = s0, q2 = s0, q3 = s0;
+    const float *xp = xb + cb;
+    for (int p = 0; p < hw; p++, xp += c) {
+      const v128_t a = wasm_v128_load(xp), b = wasm_v128_load(xp + 4), d = wasm_v128_load(xp + 8), e = wasm_v128_load(xp + 12);
+      s0 = wasm_f32x4_add(s0, a); q0 = wasm_f32x4_add(q0, wasm_f32x4_mul(a, a));
+      s1 = wasm_f32x4_add(s1, b); q1 = wasm_f32x4_add(q1, wasm_f32x4_mul(b, b));
+      s2 = wasm_f32x4_add(s2, d); q2 = wasm_f32x4_add(q2, wasm_f32x4_mul(d, d));
+      s3 = wasm_f32x4_add(s3, e); q3 = wasm_f32x4_add(q3, wasm_f32x4_mul(e, e));
+    }
+    wasm_v128_store(s + cb, s0); wasm_v128_store(s + cb + 4, s1); wasm_v128_store(s + cb + 8, s2); wasm_v128_store(s + cb + 12, s3);
+    wasm_v128_store(q + cb, q0); wasm_v128_store(q + cb + 4, q1); wasm_v128_store(q + cb + 8, q2); wasm_v128_store(q + cb + 12, q3);
+  }
+  for (; cb < c; cb += 4) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), q0 = s0;
+    const float *xp = xb + cb;
+    for (int p = 0; p < hw; p++, xp += c) {
+      const v128_t a = wasm_v128_load(xp);
+      s0 = wasm_f32x4_add(s0, a); q0 = wasm_f32x4_add(q0, wasm_f32x4_mul(a, a));
+    }
+    wasm_v128_store(s + cb, s0); wasm_v128_store(q + cb, q0);
+  }
+}
+
+/* per-channel scale g rstd and shift b - mean g rstd of one image from its group statistics (mean, rstd, var) */
+static void affine_of(const float *st, const float *g, const float *b, int c, int cg, float *scale, float *shift) {
+  for (int ch = 0; ch < c; ch++) {
+    const float mean = st[3 * (ch / cg)], rstd = st[3 * (ch / cg) + 1];
+    scale[ch] = g[ch] * rstd;
+    shift[ch] = b[ch] - mean * scale[ch];
+  }
+}
+
+/*
+ * y = silu(group_norm(x) g + b) (silu = 0: without the SiLU). x, y: [n, hw, c]; g, b: [c]; stats: [n, groups, 3]
+ * (mean, rstd, variance before clipping at 0) written for the backward pass; scratch: 4c floats.
+ */
+__attribute__((export_name("group_norm_silu")))
+void group_norm_silu(const float *x, const float *g, const float *b, float *y, float *stats, float *scratch, int n,
+                     int hw, int c, int groups, float eps, int silu) {
+  const int cg = c / groups;
+  float *s = scratch, *q = scratch + c, *scale = scratch + 2 * c, *shift = scratch + 3 * c;
+  for (int i = 0; i < n; i++) {
+    const float *xb = x + (long)i * hw * c;
+    float *yb = y + (long)i * hw * c;
+    float *st = stats + (long)i * groups * 3;
+    channel_sums(xb, hw, c, s, q);
+    for (int gi = 0; gi < groups; gi++) {
+      float sm = 0.0f, sq = 0.0f;
+      for (int ch = gi * cg; ch < (gi + 1) * cg; ch++) { sm += s[ch]; sq += q[ch]; }
+      const float mean = sm / (float)(hw * cg), var = sq / (float)(hw * cg) - mean * mean;
+      st[3 * gi] = mean;
+      st[3 * gi + 1] = 1.0f / __builtin_sqrtf((var > 0.0f ? var : 0.0f) + eps);
+      st[3 * gi + 2] = var;
+    }
+    affine_of(st, g, b, c, cg, scale, shift);
+    for (int p = 0; p < hw; p++) {
+      const float *xp = xb + (long)p * c;
+      float *yp = yb + (long)p * c;
+      for (int ch = 0; ch < c; ch += 4) {
+        const v128_t z = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(xp + ch), wasm_v128_load(scale + ch)), wasm_v128_load(shift + ch));
+        wasm_v128_store(yp + ch, silu ? wasm_f32x4_mul(z, sigmoid_v(z)) : z);
+      }
+    }
+  }
+}
+
+/*
+ * The gradient of group_norm_silu: dx [n, hw, c], and dg, db [c] (summed over the batch), from dy and the forward's
+ * stats. With z = x s_c + t_c and dz = dy (sig(z) + y (1 - sig(z))) (dz = dy without the SiLU), per image
+ * A_c = sum_hw dz, B_c = sum_hw dz x, D_c = B_c - mu A_c:  dg_c = sum_n rstd D_c,  db_c = sum_n A_c,
+ * dx = dz s_c + x alpha_G + beta_G with dL/drstd = sum_G g_c D_c, dL/dvar = -rstd^3 / 2 dL/drstd (0 where the
+ * variance was clipped), dL/dmu = -sum_G s_c A_c, alpha = 2 dL/dvar / N_G, beta = (dL/dmu - 2 mu dL/dvar) / N_G.
+ * scratch: 4c floats.
+ */
+__attribute__((export_name("group_norm_silu_grad")))
+void group_norm_silu_grad(const float *x, const float *g, const float *b, const float *stats, const float *dy, float *dx,
+                          float *dg, float *db, float *scratch, int n, int hw, int c, int groups, int silu) {
+  const int cg = c / groups;
+  float *A = scratch, *B = scratch + c, *scale = scratch + 2 * c, *shift = scratch + 3 * c;
+  for (int ch = 0; ch < c; ch++) { dg[ch] = 0.0f; db[ch] = 0.0f; }
+  for (int i = 0; i < n; i++) {
+    const float *xb = x + (long)i * hw * c, *dyb = dy + (long)i * hw * c;
+    float *dxb = dx + (long)i * hw * c;
+    const float *st = stats + (long)i * groups * 3;
+    affine_of(st, g, b, c, cg, scale, shift);
+    for (int ch = 0; ch < c; ch++) { A[ch] = 0.0f; B[ch] = 0.0f; }
+    /* pass 1: dz (kept in dx), and its per-channel sums A, B */
+    for (int p = 0; p < hw; p++) {
+      const long o = (long)p * c;
+      for (int ch = 0; ch < c; ch += 4) {
+        const v128_t xv = wasm_v128_load(xb + o + ch);
+        v128_t dz = wasm_v128_load(dyb + o + ch);
+        if (silu) {
+          const v128_t z = wasm_f32x4_add(wasm_f32x4_mul(xv, wasm_v128_load(scale + ch)), wasm_v128_load(shift + ch));
+          const v128_t sg = sigmoid_v(z);
+          const v128_t yv = wasm_f32x4_mul(z, sg);
+          dz = wasm_f32x4_mul(dz, wasm_f32x4_add(sg, wasm_f32x4_mul(yv, wasm_f32x4_sub(wasm_f32x4_splat(1.0f), sg))));
+        }
+        wasm_v128_store(dxb + o + ch, dz);
+        wasm_v128_store(A + ch, wasm_f32x4_add(wasm_v128_load(A + ch), dz));
+        wasm_v128_store(B + ch, wasm_f32x4_add(wasm_v128_load(B + ch), wasm_f32x4_mul(dz, xv)));
+      }
+    }
+    /* per group: dx = dz s_c + x alpha_G + beta_G; alpha and beta are written over A and B for pass 2 */
+    for (int gi = 0; gi < groups; gi++) {
+      const float mean = st[3 * gi], rstd = st[3 * gi + 1], var = st[3 * gi + 2];
+      float dRstd = 0.0f, dMu = 0.0f;
+      for (int ch = gi * cg; ch < (gi + 1) * cg; ch++) {
+        const float D = B[ch] - mean * A[ch];
+        dRstd += g[ch] * D;
+        dMu -= scale[ch] * A[ch];
+        dg[ch] += rstd * D;
+        db[ch] += A[ch];
+      }
+      const float dVar = var > 0.0f ? -0.5f * rstd * rstd * rstd * dRstd : 0.0f;
+      const float ng = (float)(hw * cg);
+      const float alpha = 2.0f * dVar / ng, beta = (dMu - 2.0f * mean * dVar) / ng;
+      for (int ch = gi * cg; ch < (gi + 1) * cg; ch++) { A[ch] = alpha; B[ch] = beta; }
+    }
+    /* pass 2: dx = dz s_c + x alpha + beta, in place */
+    for (int p = 0; p < hw; p++) {
+      const long o = (long)p * c;
+      for (int ch = 0; ch < c; ch += 4) {
+        const v128_t v = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(dxb + o + ch), wasm_v128_load(scale + ch)),
+                                                       wasm_f32x4_mul(wasm_v128_load(xb + o + ch), wasm_v128_load(A + ch))),
+                                        wasm_v128_load(B + ch));
+        wasm_v128_store(dxb + o + ch, v);
       }
     }
   }
