@@ -1,6 +1,6 @@
 /*
- * Our wasm SIMD kernels for the tfjs wasm backend (convolutions, group norm), working in place on the backend's own heap (the
- * module imports that memory: no copies in or out). Both NHWC, float32, dilation 1.
+ * Our wasm SIMD kernels for the tfjs wasm backend (convolutions, group norm), working in place on the backend's own
+ * heap (the module imports that memory: no copies in or out). All NHWC, float32; convolutions with dilation 1.
  *
  * conv_filter_grad (tfjs's Conv2DBackpropFilter, which tfjs-backend-wasm lacks):
  *   dw[kh][kw][ci][co] = sum over b, oh, ow of x[b][oh*sh + kh - pt][ow*sw + kw - pl][ci] * dy[b][oh][ow][co]
