@@ -5,7 +5,9 @@
  *  - noisy: Cohen et al., the classifier trained with Gaussian noise at this sigma (classifier-noise<sigma>)
  *    when there is one, else the ordinary classifier (with a note saying so);
  *  - consistency: the classifier trained with Gaussian noise and consistency regularization (Jeong & Shin
- *    2020) at this sigma (classifier-consistency<sigma>; required).
+ *    2020) at this sigma (classifier-consistency<sigma>; required);
+ *  - dds-ft: denoised smoothing with a classifier fine-tuned on the diffusion model's one-shot denoisings at this
+ *    sigma (classifier-dds<sigma>; required), as Carlini et al. 2023 and Salman et al. 2020 fine-tune theirs.
  */
 import { join } from 'node:path';
 import type { Tensor4D } from '../src/backend/index.js';
@@ -18,7 +20,7 @@ import type { Classifier } from '../src/types.js';
 import { denoisedBase, noisyBase } from './bases.js';
 import type { BaseClassifier } from './core.js';
 
-export const BASE_KINDS = ['dds', 'noisy', 'consistency'] as const;
+export const BASE_KINDS = ['dds', 'noisy', 'consistency', 'dds-ft'] as const;
 export type BaseKind = (typeof BASE_KINDS)[number];
 
 /** A built-in base classifier on a data set's shipped models (structured-clonable). */
@@ -57,6 +59,14 @@ export function baseModels(spec: BaseSpec, sigma: number): BaseModels {
     need('diffusion', 'diffusion');
     need('classifier', 'classifier');
     return { classifier: 'classifier', diffusion: true };
+  }
+  if (spec.kind === 'dds-ft') {
+    const variant = `classifier-dds${sigma}`;
+    need('diffusion', 'diffusion');
+    if (!weightsExist(join(dir, variant))) {
+      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base dds-ft at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --purify-sigma ${sigma} --init models/${spec.dataset}/classifier --variant ${variant}\``);
+    }
+    return { classifier: variant, diffusion: true };
   }
   if (spec.kind === 'consistency') {
     const variant = `classifier-consistency${sigma}`;

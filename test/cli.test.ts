@@ -73,6 +73,17 @@ describe('advpurify CLI', () => {
     expect(r8.code).toBe(1);
     expect(r8.stderr).toMatch(/classifier-consistency0\.3.*--noise-sigma 0\.3 --consistency/);
     expect(r8.stderr).not.toMatch(/\n\s+at /);
+    // denoised smoothing's fine-tuned base: its own noise (not --noise-sigma), one augmentation at a time, named weights
+    const r9 = await cli(['train', 'classifier', '--dataset', 'mnist', '--purify-sigma', '0.5', '--noise-sigma', '0.5', '--out', join(dir, 'never')]);
+    expect([r9.code, r9.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--purify-sigma adds its own noise/)]);
+    const r10 = await cli(['train', 'classifier', '--dataset', 'mnist', '--purify-sigma', '0.5', '--purify-aug', '450', '--out', join(dir, 'never')]);
+    expect([r10.code, r10.stderr]).toEqual([2, expect.stringMatching(/USAGE.*exclude each other/)]);
+    const r11 = await cli(['train', 'classifier', '--dataset', 'mnist', '--purify-sigma', '3', '--out', join(dir, 'never')]);
+    expect([r11.code, r11.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--purify-sigma must be a noise level in \(0, 2\]/)]);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
+    const r12 = await cli(['certify', '--dataset', 'mnist', '--base', 'dds-ft', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
+    expect(r12.code).toBe(1);
+    expect(r12.stderr).toMatch(/classifier-dds0\.3.*--purify-sigma 0\.3 --init models\/mnist\/classifier/);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {

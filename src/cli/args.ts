@@ -39,6 +39,7 @@ export const OPTIONS = {
   'weights-dtype': { type: 'string' },
   'mask-aug': { type: 'string' },
   'purify-aug': { type: 'string' },
+  'purify-sigma': { type: 'string' },
   'purify-model': { type: 'string' },
   'purify-steps': { type: 'string' },
   'purify-fraction': { type: 'string' },

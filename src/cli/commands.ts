@@ -111,12 +111,19 @@ const train: Command = async (pos, f) => {
     const weightsDtype = f['weights-dtype'] ?? 'float16';
     if (weightsDtype !== 'float16' && weightsDtype !== 'uint8') throw new UsageError(`--weights-dtype must be float16 or uint8, got "${weightsDtype}"`);
     // purification-aware training: part of each batch purified by diffpure at a t* drawn from --purify-aug
+    // or, with --purify-sigma S, the base classifier of denoised smoothing: batches one-shot denoised from x + N(0, S^2)
     const tStars = numList(f['purify-aug'], 'purify-aug');
-    const purifyAug = tStars?.length
-      ? await (await import('../train/purify-aug.js')).purifyAugmenter({
-          model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction: num(f['purify-fraction'], 'purify-fraction'),
-        })
-      : undefined;
+    const ddsSigma = num(f['purify-sigma'], 'purify-sigma');
+    if (ddsSigma !== undefined && tStars?.length) throw new UsageError('--purify-aug (diffpure at t*) and --purify-sigma (denoised smoothing) exclude each other');
+    if (ddsSigma !== undefined && !(ddsSigma > 0 && ddsSigma <= 2)) throw new UsageError(`--purify-sigma must be a noise level in (0, 2], got "${f['purify-sigma']}"`);
+    if (ddsSigma !== undefined && f['noise-sigma'] !== undefined) throw new UsageError('--purify-sigma adds its own noise (then denoises it): drop --noise-sigma');
+    const augment = await import('../train/purify-aug.js');
+    const fraction = num(f['purify-fraction'], 'purify-fraction');
+    const purifyAug = ddsSigma !== undefined
+      ? await augment.ddsAugmenter({ model: f['purify-model'] ?? dataset, sigma: ddsSigma, fraction })
+      : tStars?.length
+        ? await augment.purifyAugmenter({ model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction })
+        : undefined;
     const lambda = num(f.consistency, 'consistency');
     if (lambda !== undefined && !(lambda >= 0)) throw new UsageError(`--consistency must be a weight >= 0, got "${f.consistency}"`);
     if ((f['consistency-eta'] !== undefined || f['noise-draws'] !== undefined) && lambda === undefined) throw new UsageError('--consistency-eta and --noise-draws go with --consistency LAMBDA');

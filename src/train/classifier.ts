@@ -66,6 +66,8 @@ export interface TrainClassifierOptions {
   consistency?: ConsistencyOptions;
   /** Validation images (each with 100 noise draws) for the ACR a noise-trained run logs every epoch (default 500). */
   acrValCount?: number;
+  /** Training images batch norm is recalibrated on after each epoch (default 4096). */
+  bnCalibrationCount?: number;
   /** Storage of the saved weights (default float16); uint8 for secondary models under the size budget. */
   weightsDtype?: WeightsDtype;
   log?: (line: string) => void;
@@ -100,6 +102,11 @@ export interface BatchPurifier {
   purify(x: Tensor4D, seed: number, u: number): Tensor4D;
   /** The settings validation accuracy is measured after, by name (e.g. 't*=450'), x -> purified x with a fixed seed. */
   validate: Record<string, (x: Tensor4D) => Tensor4D>;
+  /**
+   * Denoised smoothing (`--purify-sigma`): the classifier serves denoise(x + N(0, sigma^2)); the epoch is then kept by
+   * that smoothed classifier's validation ACR and batch norm is recalibrated on denoised training images.
+   */
+  smoothing?: { sigma: number; denoise: (xNoisy: Tensor4D) => Tensor4D };
   [setting: string]: unknown;
 }
 
@@ -291,15 +298,18 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     }
     resumeAt = 0;
     bar.done();
-    recalibrateBatchNorm(model, train, 4096, 256, noisePrep(o.noiseSigma));
+    const smoothing = o.purifyAug?.smoothing;
+    const purifyAug = o.purifyAug;
+    recalibrateBatchNorm(model, train, o.bnCalibrationCount ?? 4096, 256, smoothing && purifyAug ? (x, i) => purifyAug.purify(x, 0x6e6f6973 + i, 0) : noisePrep(o.noiseSigma));
     const valAcc = accuracy(noisyPredictor(clf, o.noiseSigma), val);
     // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
     const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
     const purifiedVal = o.purifyAug ? purifiedAccuracies(clf, o.purifyAug, val, o.purifiedValCount ?? 1000) : undefined;
     const purifiedMean = purifiedVal && Object.values(purifiedVal).reduce((p, q) => p + q, 0) / Object.keys(purifiedVal).length;
     const acrCount = Math.min(o.acrValCount ?? 500, val.count);
-    const acr = o.noiseSigma && acrCount > 0 ? smoothedValidation(clf, val, o.noiseSigma, acrCount) : undefined;
-    const score = robustVal ?? (purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : o.consistency && acr ? acr.acr : valAcc);
+    const denoised = smoothing && { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(smoothing.denoise(x))) };
+    const acr = acrCount > 0 && (denoised ? smoothedValidation(denoised, val, smoothing.sigma, acrCount) : o.noiseSigma ? smoothedValidation(clf, val, o.noiseSigma, acrCount) : undefined);
+    const score = robustVal ?? (smoothing && acr ? acr.acr : purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : o.consistency && acr ? acr.acr : valAcc);
     log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}` +
       (acr ? `, smoothed: ACR ${acr.acr.toFixed(3)}, certified ${(100 * acr.certified).toFixed(1)}% (${acrCount} images, ${SMOOTH_VAL_DRAWS} draws, alpha ${SMOOTH_VAL_ALPHA})` : '') +
       (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : '') +
@@ -316,7 +326,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   }
   clf.dispose(); // the model and its folded inference form
   opt.dispose();
-  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : o.purifyAug ? 'clean+purified' : o.consistency ? 'acr' : 'clean' };
+  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : o.purifyAug?.smoothing ? 'acr' : o.purifyAug ? 'clean+purified' : o.consistency ? 'acr' : 'clean' };
 }
 
 /**

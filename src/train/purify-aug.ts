@@ -3,8 +3,13 @@
  * DiffPure with the shipped diffusion model at a t* drawn per batch from a list, so that the classifier
  * `purify()` feeds learns the purifier's output distribution (smoothed textures, occasionally a changed
  * detail) instead of meeting it only at test time.
+ *
+ * `ddsAugmenter` (`--purify-sigma S`): the base classifier of denoised smoothing fine-tuned on what it sees
+ * there, the diffusion model's one-shot denoising of x + N(0, S^2) (Carlini et al. 2023 fine-tune theirs too).
  */
-import type { Tensor4D } from '../backend/index.js';
+import { tf, type Tensor4D } from '../backend/index.js';
+import { denoisedBase } from '../../certify/bases.js';
+import { loadDiffusionModel } from '../purify/index.js';
 import { weightsFingerprint } from '../models/weights.js';
 import { createPurifier, modelPath } from '../purify/index.js';
 import type { BatchPurifier } from './classifier.js';
@@ -37,5 +42,38 @@ export async function purifyAugmenter(o: PurifyAugOptions): Promise<BatchPurifie
     diffusion: weightsFingerprint(modelPath(o.model)),
     purify: (x: Tensor4D, seed: number, u: number) => purifiers[Math.min(purifiers.length - 1, Math.floor(u * purifiers.length))].purify(x, { seed }),
     validate: Object.fromEntries(purifiers.map((p, i) => [`t*=${o.tStars[i]}`, (x: Tensor4D) => p.purify(x, { seed: vSeed })])),
+  };
+}
+
+export interface DdsAugOptions {
+  /** shipped model name or directory of the diffusion weights (default: the data set's) */
+  model: string;
+  /** pixel-scale noise level of the smoothing the classifier serves */
+  sigma: number;
+  /** share of each batch denoised (default 1: the classifier serves denoised inputs only) */
+  fraction?: number;
+}
+
+/**
+ * Batches replaced by the one-shot denoising of x + N(0, sigma^2) with the shipped diffusion model, exactly as the
+ * dds certification base computes it; its `smoothing` field makes the trainer pick the epoch by the smoothed
+ * (denoise-then-classify) classifier's validation ACR.
+ */
+export async function ddsAugmenter(o: DdsAugOptions): Promise<BatchPurifier> {
+  const fraction = o.fraction ?? 1;
+  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  if (!(o.sigma > 0 && o.sigma <= 2)) throw new RangeError(`purify-sigma must be in (0, 2], got ${o.sigma}`);
+  const dm = await loadDiffusionModel(o.model);
+  const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier": the denoised image
+  const denoise = (xNoisy: Tensor4D) => denoiser(xNoisy) as Tensor4D;
+  const noisy = (x: Tensor4D, seed: number) => tf.tidy(() => x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', seed)) as Tensor4D);
+  return {
+    method: 'dds',
+    sigma: o.sigma,
+    fraction,
+    diffusion: weightsFingerprint(modelPath(o.model)),
+    purify: (x: Tensor4D, seed: number) => tf.tidy(() => denoise(noisy(x, seed))),
+    validate: { [`dds sigma=${o.sigma}`]: (x: Tensor4D) => tf.tidy(() => denoise(noisy(x, 2027))) },
+    smoothing: { sigma: o.sigma, denoise },
   };
 }
