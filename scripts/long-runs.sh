@@ -177,6 +177,17 @@ case "${1:-}" in
       fi
     done
     ;;
+  ddsft)
+    # issue #5: denoised smoothing with its classifier fine-tuned on the one-shot denoisings at each sigma (--base dds-ft;
+    # epoch kept by the smoothed classifier's validation ACR), Fashion-MNIST first (its goals are the furthest off);
+    # weights to runs/<ds>/experiments/dds-ft/ until a validation comparison earns them a place in the model budget
+    for s in 0.5 1 0.25; do
+      out=runs/fashion-mnist/experiments/dds-ft/classifier-dds$s
+      done_before ddsft-fashion-mnist-$s $out.log && continue
+      step ddsft-fashion-mnist-$s $out.log $CLI train classifier --dataset fashion-mnist --purify-sigma $s --init models/fashion-mnist/classifier \
+        --variant classifier-dds$s --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs 3 --weights-dtype uint8 --seed 1 || exit 1
+    done
+    ;;
   b)
     # the foundation's Fashion-MNIST diffusion model: at a constant rate it had plateaued (validation PSNR +0.15 dB
     # and clean accuracy after purification unchanged from step 4,200 to 6,100), so it ends at 10,000 steps with a
@@ -284,7 +295,7 @@ case "${1:-}" in
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" consistency
+    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" consistency; "$SELF" ddsft
     # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
     # other's images, so the two lanes meet in the middle)
     done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
@@ -305,7 +316,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
