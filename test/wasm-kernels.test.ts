@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { tf } from '../src/backend/index.js';
 import { NATIVE_KERNELS_SOURCE_SHA256 } from '../src/backend/native-kernels-wasm.js';
 import { registerWasmTrainingKernels, setFilterGradChunkFloats } from '../src/backend/wasm-kernels.js';
-import { nativeConvCount, nativeFilterGradActive, setNativeConv, setNativeFilterGrad, setNativeGroupNorm } from '../src/backend/native.js';
+import { nativeConvCount, nativeFilterGradActive, setNativeKernel } from '../src/backend/native.js';
 import { nativeGroupNormSiluApplies } from '../src/backend/native-norm.js';
 import { groupNorm, groupNormSilu, silu } from '../src/models/unet.js';
 
@@ -76,7 +76,7 @@ describe('wasm training kernels match the cpu backend', () => {
     const before = tf.memory().numTensors;
     const ref = grads(c, 'cpu', x, wv, dyv);
     const prev = chunk === undefined ? undefined : setFilterGradChunkFloats(chunk * yShape[1] * yShape[2] * c.cout);
-    const prevNative = setNativeFilterGrad(native);
+    const prevNative = setNativeKernel('filterGrad', native);
     try {
       const got = grads(c, 'wasm', x, wv, dyv);
       expect(tf.memory().numTensors).toBe(before);
@@ -86,7 +86,7 @@ describe('wasm training kernels match the cpu backend', () => {
       expect(maxRelErr(got.dx, ref.dx)).toBeLessThan(1e-4);
     } finally {
       if (prev !== undefined) setFilterGradChunkFloats(prev);
-      setNativeFilterGrad(prevNative);
+      setNativeKernel('filterGrad', prevNative);
     }
   }
 
@@ -175,12 +175,12 @@ describe('our SIMD forward conv matches the cpu backend and the stock wasm kerne
       const calls = nativeConvCount();
       const got = run(c, x, wv, bv);
       expect(nativeConvCount()).toBe(calls + 1);
-      const prev = setNativeConv(false);
+      const prev = setNativeKernel('conv', false);
       let stock: Float32Array;
       try {
         stock = run(c, x, wv, bv);
       } finally {
-        setNativeConv(prev);
+        setNativeKernel('conv', prev);
       }
       expect(nativeConvCount()).toBe(calls + 1);
       expect(tf.memory().numTensors).toBe(before);
@@ -212,7 +212,7 @@ describe('our fused group norm + SiLU kernels match the composed tfjs ops', () =
 
   /** y, dL/dx, dL/dg, dL/db of sum(groupNormSilu(x) * w) with the native kernels on or off */
   function values(x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor, w: tf.Tensor, groups: number, native: boolean): Float32Array[] {
-    const prev = setNativeGroupNorm(native);
+    const prev = setNativeKernel('groupNorm', native);
     try {
       return tf.tidy(() => {
         const y = groupNormSilu(x, g, b, groups);
@@ -220,7 +220,7 @@ describe('our fused group norm + SiLU kernels match the composed tfjs ops', () =
         return [y, ...grads].map((t) => t.dataSync().slice() as Float32Array);
       });
     } finally {
-      setNativeGroupNorm(prev);
+      setNativeKernel('groupNorm', prev);
     }
   }
 

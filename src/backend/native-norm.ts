@@ -6,7 +6,7 @@
  */
 import { tf } from './tf.js';
 import type { Backend, KernelArgs, OffsetBackend, TensorInfo } from './kernel-types.js';
-import { nativeGroupNormOn, nativeKernels, type Native } from './native.js';
+import { nativeKernelOn, nativeKernels, type Native } from './native.js';
 
 const FORWARD = 'AdvpurifyGroupNormSilu';
 const GRADIENT = 'AdvpurifyGroupNormSiluGrad';
@@ -63,7 +63,7 @@ export function registerNativeGroupNorm(): void {
  * channels a multiple of 4 and of `groups`, per-channel g and b.
  */
 export function nativeGroupNormSiluApplies(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, groups: number): boolean {
-  if (!registered || !nativeGroupNormOn() || tf.getBackend() !== 'wasm') return false;
+  if (!registered || !nativeKernelOn('groupNorm') || tf.getBackend() !== 'wasm') return false;
   if (x.rank !== 4 || x.dtype !== 'float32' || g.dtype !== 'float32' || b.dtype !== 'float32') return false;
   const c = x.shape[3] as number;
   if (c % 4 !== 0 || !Number.isInteger(groups) || groups < 1 || c % groups !== 0 || g.size !== c || b.size !== c) return false;

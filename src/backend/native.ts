@@ -1,7 +1,8 @@
 /**
  * Our own wasm SIMD kernels (src/backend/native/kernels.c, embedded by `npm run build:wasm` as
- * native-kernels-wasm.ts): the conv filter gradient and the forward conv, instantiated on the tfjs wasm backend's
- * own memory so that they read their operands and write their result in place on its heap.
+ * native-kernels-wasm.ts): the conv filter gradient, the forward conv and group norm + SiLU (native-norm.ts),
+ * instantiated on the tfjs wasm backend's own memory so that they read their operands and write their result in
+ * place on its heap.
  */
 import { tf } from './tf.js';
 import { NATIVE_KERNELS_WASM_BASE64 } from './native-kernels-wasm.js';
@@ -25,36 +26,21 @@ const WasmApi = (globalThis as unknown as {
   };
 }).WebAssembly;
 const nativeByBackend = new WeakMap<object, Native | null>();
-/** ADVPURIFY_NATIVE_KERNELS=0: use the stock (forward) and composed (filter gradient) tfjs kernels instead. */
+/** Which of our kernels run (ADVPURIFY_NATIVE_KERNELS=0 starts with none: the stock and composed tfjs kernels). */
+export type NativeKernel = 'filterGrad' | 'conv' | 'groupNorm';
 const nativeDefault = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.ADVPURIFY_NATIVE_KERNELS !== '0';
-let nativeFilterGradEnabled = nativeDefault;
-let nativeConvEnabled = nativeDefault;
-let nativeGroupNormEnabled = nativeDefault;
+const enabled: Record<NativeKernel, boolean> = { filterGrad: nativeDefault, conv: nativeDefault, groupNorm: nativeDefault };
 
-/** For tests and A/B benchmarks: use (true) or bypass (false) the fused group norm + SiLU kernels; returns the previous setting. */
-export function setNativeGroupNorm(on: boolean): boolean {
-  const prev = nativeGroupNormEnabled;
-  nativeGroupNormEnabled = on;
+/** Switch one of our kernels on or off (tests, A/B benchmarks); returns the previous setting. */
+export function setNativeKernel(kernel: NativeKernel, on: boolean): boolean {
+  const prev = enabled[kernel];
+  enabled[kernel] = on;
   return prev;
 }
 
-/** Whether the group norm kernels are switched on (ADVPURIFY_NATIVE_KERNELS, setNativeGroupNorm). */
-export function nativeGroupNormOn(): boolean {
-  return nativeGroupNormEnabled;
-}
-
-/** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD filter-gradient kernel; returns the previous setting. */
-export function setNativeFilterGrad(on: boolean): boolean {
-  const prev = nativeFilterGradEnabled;
-  nativeFilterGradEnabled = on;
-  return prev;
-}
-
-/** For tests and A/B benchmarks: use (true) or bypass (false) the SIMD forward conv; returns the previous setting. */
-export function setNativeConv(on: boolean): boolean {
-  const prev = nativeConvEnabled;
-  nativeConvEnabled = on;
-  return prev;
+/** Whether one of our kernels is switched on. */
+export function nativeKernelOn(kernel: NativeKernel): boolean {
+  return enabled[kernel];
 }
 
 /**
@@ -92,7 +78,7 @@ export function nativeKernels(backend: Backend): Native | null {
  */
 export function nativeFilterGrad(x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number],
   info: tf.backend_util.Conv2DInfo, backend: Backend): TensorInfo | null {
-  if (!nativeFilterGradEnabled || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
+  if (!enabled.filterGrad || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
   const native = nativeKernels(backend);
   if (!native) return null;
   const heap = backend as OffsetBackend;
@@ -115,7 +101,7 @@ export function nativeConvCount(): number {
  * dilation 1, >= 8 input channels, output channels a multiple of 8, output rows >= 12 wide. Null where it does not apply (the stock XNNPACK kernel runs).
  */
 function nativeConv(x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, relu: boolean, attrs: ConvAttrs & { dilations?: number | [number, number] }, backend: Backend): TensorInfo | null {
-  if (!nativeConvEnabled || x.dtype !== 'float32' || filter.dtype !== 'float32') return null;
+  if (!enabled.conv || x.dtype !== 'float32' || filter.dtype !== 'float32') return null;
   if (attrs.dataFormat !== undefined && attrs.dataFormat !== 'NHWC') return null;
   const d = attrs.dilations ?? 1;
   if (!(d === 1 || (Array.isArray(d) && d[0] === 1 && d[1] === 1))) return null;

@@ -8,7 +8,7 @@ import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
 import { unetForward, unetMacsPerImage } from '../models/unet.js';
 import { startWorker } from '../util/threads.js';
-import { setNativeFilterGrad } from '../backend/native.js';
+import { setNativeKernel } from '../backend/native.js';
 
 /** Median time of one call, ms, over at least `minReps` calls and `minMs` (after a warm-up call):
  *  the median, not the mean, so that a shared VM's stray slow rep does not move the ratios. */
@@ -103,11 +103,11 @@ export async function runPerfBench(): Promise<void> {
     () => readTidy(() => tf.conv2d(cx, cw, 1, 'same')),
     step,
     () => {
-      const prev = setNativeFilterGrad(false);
+      const prev = setNativeKernel('filterGrad', false);
       try {
         step();
       } finally {
-        setNativeFilterGrad(prev);
+        setNativeKernel('filterGrad', prev);
       }
     },
   ], 7);
