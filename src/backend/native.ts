@@ -141,8 +141,8 @@ export function fastFusedConv(original: KernelFn): KernelFn {
   };
 }
 
-/** Whether the SIMD filter-gradient kernel runs on the active wasm backend (false on other backends). */
-export function nativeFilterGradActive(): boolean {
+/** Whether our kernels are loaded on the active backend's heap (false on other backends than wasm). */
+export function nativeKernelsLoaded(): boolean {
   if (tf.getBackend() !== 'wasm') return false;
   return nativeKernels(tf.backend() as unknown as Backend) !== null;
 }
