@@ -244,6 +244,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
   if (o.consistency && !o.noiseSigma) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma)');
   const draws = o.consistency ? (o.consistency.draws ?? 2) : 1;
+  const byAcr = Boolean(o.consistency || o.purifyAug?.smoothing); // the epoch kept by the smoothed classifier's validation ACR
   if (o.consistency && !(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
   const maskSets = o.maskAug?.length ? o.maskAug.map((p) => maskSet(h, w, { patch: p })) : undefined;
   for (; epoch < o.epochs; epoch++) {
@@ -298,9 +299,9 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     }
     resumeAt = 0;
     bar.done();
-    const smoothing = o.purifyAug?.smoothing;
-    const purifyAug = o.purifyAug;
-    recalibrateBatchNorm(model, train, o.bnCalibrationCount ?? 4096, 256, smoothing && purifyAug ? (x, i) => purifyAug.purify(x, 0x6e6f6973 + i, 0) : noisePrep(o.noiseSigma));
+    const aug = o.purifyAug;
+    const smoothing = aug?.smoothing;
+    recalibrateBatchNorm(model, train, o.bnCalibrationCount ?? 4096, 256, aug && smoothing ? (x, i) => aug.purify(x, 0x6e6f6973 + i, 0) : noisePrep(o.noiseSigma));
     const valAcc = accuracy(noisyPredictor(clf, o.noiseSigma), val);
     // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
     const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
@@ -309,7 +310,8 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     const acrCount = Math.min(o.acrValCount ?? 500, val.count);
     const denoised = smoothing && { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(smoothing.denoise(x))) };
     const acr = acrCount > 0 && (denoised ? smoothedValidation(denoised, val, smoothing.sigma, acrCount) : o.noiseSigma ? smoothedValidation(clf, val, o.noiseSigma, acrCount) : undefined);
-    const score = robustVal ?? (smoothing && acr ? acr.acr : purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : o.consistency && acr ? acr.acr : valAcc);
+    // smoothed classifiers (consistency training, dds fine-tuning) are kept by their validation ACR
+    const score = robustVal ?? (byAcr && acr ? acr.acr : purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : valAcc);
     log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}` +
       (acr ? `, smoothed: ACR ${acr.acr.toFixed(3)}, certified ${(100 * acr.certified).toFixed(1)}% (${acrCount} images, ${SMOOTH_VAL_DRAWS} draws, alpha ${SMOOTH_VAL_ALPHA})` : '') +
       (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : '') +
@@ -326,7 +328,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   }
   clf.dispose(); // the model and its folded inference form
   opt.dispose();
-  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : o.purifyAug?.smoothing ? 'acr' : o.purifyAug ? 'clean+purified' : o.consistency ? 'acr' : 'clean' };
+  return { valAcc: best, selectedBy: o.adversary?.attack ? 'robust' : byAcr ? 'acr' : o.purifyAug ? 'clean+purified' : 'clean' };
 }
 
 /**
