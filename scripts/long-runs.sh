@@ -6,10 +6,11 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 16): issue #5's MNIST denoised-smoothing certification on both cores from
-# opposite ends of the images; then core 2 trains the consistency-regularized classifiers and certifies MNIST with
-# them (lane consistency) while core 1 starts issue #6's 6x6 patch benchmark, which core 2 joins from the other
-# end; then issue #7's x0-design robustness row (core 1) and the other patch sizes. One lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 17): core 1 finishes issue #6's 6x6 patch benchmark (patch mode ~180 of 200
+# per-image rows done; auto and universal next), then issue #7's x0-design robustness row and the other patch sizes;
+# core 2 finishes lane consistency (Fashion-MNIST's three runs; MNIST's table is done), then lane ddsft (issue #5:
+# Fashion-MNIST dds-ft sigma 0.5 test rows, MNIST's dds-ft classifiers and table, Fashion-MNIST's other sigmas), then
+# joins the 6x6 patch benchmark from the other end. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
