@@ -151,37 +151,6 @@ void conv_filter_grad(const float *x, const float *dy, float *dw, int b, int h, 
   }
 }
 
-/* y[ow0 + j*?]: 4 output pixels (columns ow..ow+3 of one row) x 8 output channels += tap (u, v) over all input
- * channels: xr points at the input pixel of the first output column for this tap, xs = stride between them */
-static inline void fwd4x8(const float *restrict xr, int xs, const float *restrict wt, int co, float *restrict yr,
-                          int ci) {
-  v128_t a00 = wasm_v128_load(yr), a01 = wasm_v128_load(yr + 4);
-  v128_t a10 = wasm_v128_load(yr + co), a11 = wasm_v128_load(yr + co + 4);
-  v128_t a20 = wasm_v128_load(yr + 2 * co), a21 = wasm_v128_load(yr + 2 * co + 4);
-  v128_t a30 = wasm_v128_load(yr + 3 * co), a31 = wasm_v128_load(yr + 3 * co + 4);
-  for (int c = 0; c < ci; c++) {
-    const v128_t w0 = wasm_v128_load(wt), w1 = wasm_v128_load(wt + 4);
-    v128_t s = wasm_v128_load32_splat(xr);
-    a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, w0));
-    a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, w1));
-    s = wasm_v128_load32_splat(xr + xs);
-    a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, w0));
-    a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, w1));
-    s = wasm_v128_load32_splat(xr + 2 * xs);
-    a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, w0));
-    a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, w1));
-    s = wasm_v128_load32_splat(xr + 3 * xs);
-    a30 = wasm_f32x4_add(a30, wasm_f32x4_mul(s, w0));
-    a31 = wasm_f32x4_add(a31, wasm_f32x4_mul(s, w1));
-    xr++;
-    wt += co;
-  }
-  wasm_v128_store(yr, a00); wasm_v128_store(yr + 4, a01);
-  wasm_v128_store(yr + co, a10); wasm_v128_store(yr + co + 4, a11);
-  wasm_v128_store(yr + 2 * co, a20); wasm_v128_store(yr + 2 * co + 4, a21);
-  wasm_v128_store(yr + 3 * co, a30); wasm_v128_store(yr + 3 * co + 4, a31);
-}
-
 static inline void fwd1x8(const float *restrict xr, const float *restrict wt, int co, float *restrict yr, int ci) {
   v128_t a0 = wasm_v128_load(yr), a1 = wasm_v128_load(yr + 4);
   for (int c = 0; c < ci; c++) {
@@ -194,9 +163,10 @@ static inline void fwd1x8(const float *restrict xr, const float *restrict wt, in
   wasm_v128_store(yr, a0); wasm_v128_store(yr + 4, a1);
 }
 
-/* 4 output pixels x 8 output channels over every tap and input channel, accumulated in registers (all taps inside x) */
-static inline void fwd4x8_all(const float *restrict xr, int xs, int xrow, const float *restrict wt, int co,
-                              float *restrict yr, int ci, int kh, int kw) {
+/* 4 output pixels x 8 output channels += their kh x kw taps from xr (all inside x; xrow: input row length) over every
+ * input channel, accumulated in registers; kh = kw = 1 for one tap */
+static inline void fwd4x8(const float *restrict xr, int xs, int xrow, const float *restrict wt, int co,
+                          float *restrict yr, int ci, int kh, int kw) {
   v128_t a00 = wasm_v128_load(yr), a01 = wasm_v128_load(yr + 4);
   v128_t a10 = wasm_v128_load(yr + co), a11 = wasm_v128_load(yr + co + 4);
   v128_t a20 = wasm_v128_load(yr + 2 * co), a21 = wasm_v128_load(yr + 2 * co + 4);
@@ -245,7 +215,7 @@ static void fwd_row_taps(const float *xb, const float *w, float *yr, int c0, int
       const float *xr = xb + ((long)ih * wd + (long)ow0 * sw + v - pl) * ci;
       int ow = ow0;
       for (; ow + 4 <= ow1; ow += 4, xr += 4 * xs)
-        for (int o = 0; o < co; o += 8) fwd4x8(xr, xs, wt + o, co, yr + ow * co + o, ci);
+        for (int o = 0; o < co; o += 8) fwd4x8(xr, xs, 0, wt + o, co, yr + ow * co + o, ci, 1, 1); /* this tap only */
       for (; ow < ow1; ow++, xr += xs)
         for (int o = 0; o < co; o += 8) fwd1x8(xr, wt + o, co, yr + ow * co + o, ci);
     }
@@ -277,7 +247,7 @@ void conv2d_fwd(const float *x, const float *w, const float *bias, float *y, int
         const int xs = sw * ci;
         for (int ow = ca; ow < n4; ow += 4) {
           const float *xr = xb + ((long)ih0 * wd + (long)ow * sw - pl) * ci;
-          for (int o = 0; o < co; o += 8) fwd4x8_all(xr, xs, wd * ci, w + o, co, yr + ow * co + o, ci, kh, kw);
+          for (int o = 0; o < co; o += 8) fwd4x8(xr, xs, wd * ci, w + o, co, yr + ow * co + o, ci, kh, kw);
         }
         fwd_row_taps(xb, w, yr, 0, ca, oh, h, wd, ci, co, kh, kw, sh, sw, pt, pl);
         fwd_row_taps(xb, w, yr, n4, wo, oh, h, wd, ci, co, kh, kw, sh, sw, pt, pl);
