@@ -5,17 +5,16 @@
  * tfjs's engine tracks their tensors; `groupNormSilu` picks them when they apply, with a custom gradient under a tape.
  */
 import { tf } from './tf.js';
-import type { Backend, KernelArgs, OffsetBackend, TensorInfo } from './kernel-types.js';
-import { nativeKernelOn, nativeKernels, type Native } from './native.js';
+import type { Backend, KernelArgs, TensorInfo } from './kernel-types.js';
+import { nativeHeap, nativeKernelOn, nativeKernels } from './native.js';
 
 const FORWARD = 'AdvpurifyGroupNormSilu';
 const GRADIENT = 'AdvpurifyGroupNormSiluGrad';
 
-function heapOf(backend: Backend): { heap: OffsetBackend; off: (t: TensorInfo) => number; native: Native } {
-  const native = nativeKernels(backend);
-  if (!native) throw new Error('advpurify: group norm kernel called without the native kernels');
-  const heap = backend as OffsetBackend;
-  return { heap, off: (t) => heap.dataIdMap.get(t.dataId).memoryOffset, native };
+function heapOf(backend: Backend) {
+  const h = nativeHeap(backend);
+  if (!h) throw new Error('advpurify: group norm kernel called without the native kernels');
+  return h;
 }
 
 /** inputs x [N,H,W,C], g, b [C]; attrs groups, eps, silu -> [y, stats [N, groups, 3]: mean, rstd, variance] */

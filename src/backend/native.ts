@@ -72,6 +72,14 @@ export function nativeKernels(backend: Backend): Native | null {
   return native;
 }
 
+/** Our kernels on `backend` and the heap byte offset of a tensor, for kernels that work in place; null without them. */
+export function nativeHeap(backend: Backend): { native: Native; heap: OffsetBackend; off: (t: TensorInfo) => number } | null {
+  const native = nativeKernels(backend);
+  if (!native) return null;
+  const heap = backend as OffsetBackend;
+  return { native, heap, off: (t) => heap.dataIdMap.get(t.dataId).memoryOffset };
+}
+
 /**
  * Conv2DBackpropFilter in our SIMD kernel (float32; the caller checked NHWC): dw of shape `filterShape`, or null when
  * the kernel is switched off or unavailable (the composed path runs).
@@ -79,11 +87,10 @@ export function nativeKernels(backend: Backend): Native | null {
 export function nativeFilterGrad(x: TensorInfo, dy: TensorInfo, filterShape: [number, number, number, number],
   info: tf.backend_util.Conv2DInfo, backend: Backend): TensorInfo | null {
   if (!enabled.filterGrad || x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
-  const native = nativeKernels(backend);
-  if (!native) return null;
-  const heap = backend as OffsetBackend;
+  const h = nativeHeap(backend);
+  if (!h) return null;
+  const { native, heap, off } = h;
   const out = heap.makeOutput(filterShape, 'float32'); // may grow the heap: offsets are read after it
-  const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
   const [kh, kw, cin, cout] = filterShape;
   native.filterGrad(off(x), off(dy), off(out), x.shape[0], x.shape[1], x.shape[2], cin, dy.shape[1], dy.shape[2], cout,
     kh, kw, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
@@ -108,15 +115,14 @@ function nativeConv(x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefi
   const [kh, kw, ci, co] = filter.shape;
   if (co % 8 !== 0 || ci < 8 || x.shape.length !== 4 || x.shape[3] !== ci) return null; // ci < 8: XNNPACK is faster
   if (bias && (bias.dtype !== 'float32' || bias.shape.reduce((p, q) => p * q, 1) !== co)) return null;
-  const native = nativeKernels(backend);
-  if (!native) return null;
+  const h = nativeHeap(backend);
+  if (!h) return null;
+  const { native, heap, off } = h;
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
   if (info.outWidth < 12) return null; // narrow rows (the U-Net's 7x7 level): XNNPACK is as fast or faster
   nativeConvCalls++;
-  const heap = backend as OffsetBackend;
   const out = heap.makeOutput([x.shape[0], info.outHeight, info.outWidth, co], 'float32'); // may grow the heap: offsets after
-  const off = (t: TensorInfo) => heap.dataIdMap.get(t.dataId).memoryOffset;
   native.conv(off(x), off(filter), bias ? off(bias) : 0, off(out), x.shape[0], x.shape[1], x.shape[2], ci, info.outHeight,
     info.outWidth, co, kh, kw, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, relu ? 1 : 0);
   return out;
