@@ -6,11 +6,11 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 17): core 1 finishes issue #6's 6x6 patch benchmark (patch mode ~180 of 200
-# per-image rows done; auto and universal next), then issue #7's x0-design robustness row and the other patch sizes;
-# core 2 finishes lane consistency (Fashion-MNIST's three runs; MNIST's table is done), then lane ddsft (issue #5:
-# Fashion-MNIST dds-ft sigma 0.5 test rows, MNIST's dds-ft classifiers and table, Fashion-MNIST's other sigmas), then
-# joins the 6x6 patch benchmark from the other end. One lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 18): core 1 finishes issue #6's 6x6 patch benchmark (patch mode done; auto
+# and universal next), then issue #7's x0-design robustness row and the other patch sizes; core 2 finishes
+# Fashion-MNIST's dds-ft sigma-0.5 test rows (issue #5), joins the 6x6 patch benchmark from the other end, then
+# lane consistency (Fashion-MNIST's runs; MNIST's table is done) and the rest of lane ddsft (MNIST's dds-ft
+# classifiers and table, Fashion-MNIST's other sigmas). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -179,6 +179,7 @@ case "${1:-}" in
     done
     ;;
   ddsft)
+    # (`ddsft first` stops after Fashion-MNIST's sigma-0.5 test rows)
     # issue #5: denoised smoothing with its classifier fine-tuned on the one-shot denoisings at each sigma (--base dds-ft;
     # epoch kept by the smoothed classifier's validation ACR). Fashion-MNIST's weights stay in
     # runs/fashion-mnist/experiments/dds-ft/ (one more classifier would pass its 10 MB model budget) and its test-set
@@ -196,6 +197,7 @@ case "${1:-}" in
     }
     fashion 0.5 || exit 1
     ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft-0.5 $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --sigma 0.5 --out $exp/certify || exit 1
+    [ "${2:-}" = first ] && exit 0
     for s in 0.5 1 0.25; do
       done_before ddsft-mnist-$s runs/mnist/classifier-dds$s.log || step ddsft-mnist-$s runs/mnist/classifier-dds$s.log $CLI train classifier --dataset mnist \
         --purify-sigma $s --init models/mnist/classifier --variant classifier-dds$s --lr 1e-3 --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
@@ -312,10 +314,13 @@ case "${1:-}" in
     # issue #5's MNIST diffusion model (lane a; its earlier steps are done) and denoised-smoothing tables
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
-    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" consistency; "$SELF" ddsft
+    # (from session 18: Fashion-MNIST's dds-ft sigma-0.5 test rows, then the 6x6 patch benchmark's auto and
+    # universal rows with core 1, before the remaining consistency and dds-ft training runs)
+    "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" ddsft first
     # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
     # other's images, so the two lanes meet in the middle)
     done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
+    "$SELF" consistency; "$SELF" ddsft
     step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     ;;
   status)
