@@ -4,10 +4,11 @@
  * an interrupted run resumes from its logs without recomputing, that the saved adversarial images keep the
  * patch inside its box and in [0,1], and that localisation IoU is reported against the true box.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { tf } from '../src/backend/index.js';
 import { loadFixture, subset } from '../src/data/index.js';
 import type { CnnClassifier } from '../src/models/classifier.js';
@@ -134,6 +135,50 @@ describe('advpurify bench patch (smoke scale)', () => {
       }
     } finally {
       for (const d of [alone, shared, threaded]) rmSync(d, { recursive: true, force: true });
+    }
+  }, SLOW);
+
+  it('a universal patch another live run has claimed is left to it (waited for, not trained twice); a dead run\'s claim is taken over', async () => {
+    // needs the universal none 4x4 patch the first test trained (same settings)
+    const made = join(dir, 'universal-none-s4.json');
+    const shared = mkdtempSync(join(tmpdir(), 'advpurify-patch-claim-'));
+    const one = { ...opts, defences: ['none'] as DefenceName[], attacks: ['universal'] as PatchAttackName[], patchcleanser: false as const, claimPollMs: 100 };
+    try {
+      // "another run": a live process that holds the claim and writes the patch (whole, by rename) after a second
+      const lock = join(shared, 'universal-none-s4.json.lock');
+      const other = spawn('sh', ['-c', `sleep 1; cp '${made}' '${shared}/p.tmp'; mv '${shared}/p.tmp' '${join(shared, 'universal-none-s4.json')}'; sleep 1`], { stdio: 'ignore' });
+      writeFileSync(lock, JSON.stringify({ pid: other.pid, host: hostname(), started: Date.now() }));
+      const exited = new Promise((r) => other.on('exit', r));
+      const said: string[] = [];
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (said.push(String(chunk)), true));
+      const t0 = performance.now();
+      try {
+        await runPatchBench({ ...one, outDir: shared });
+      } finally {
+        spy.mockRestore();
+      }
+      expect(performance.now() - t0).toBeGreaterThan(900); // it waited for the other run's patch
+      expect(said.join('')).toMatch(/waiting for another run to finish the universal 4x4 patch against none/);
+      expect(said.join('')).not.toMatch(/training the universal/);
+      expect(readFileSync(join(shared, 'universal-none-s4.json'), 'utf8')).toBe(readFileSync(made, 'utf8')); // and did not retrain it
+      expect(existsSync(lock)).toBe(true); // nor touch the other run's claim
+      expect(readFileSync(join(shared, 'universal-none-s4.tsv'), 'utf8').trim().split('\n')).toHaveLength(3);
+      await exited;
+      // a claim left by a run that died: taken over, the patch trained here, the claim released
+      rmSync(join(shared, 'universal-none-s4.json'));
+      rmSync(join(shared, 'universal-none-s4.tsv'));
+      said.length = 0;
+      const spy2 = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => (said.push(String(chunk)), true));
+      try {
+        await runPatchBench({ ...one, outDir: shared });
+      } finally {
+        spy2.mockRestore();
+      }
+      expect(said.join('')).toMatch(/training the universal 4x4 patch against none/);
+      expect(readFileSync(join(shared, 'universal-none-s4.json'), 'utf8')).toBe(readFileSync(made, 'utf8')); // same seed, same patch
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
     }
   }, SLOW);
 

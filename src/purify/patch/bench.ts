@@ -13,9 +13,11 @@
  * An image counts as robust when one fresh draw of the defence classifies its adversarial version correctly.
  *
  * Resumable: one TSV per (attack, defence, size) with a row per image, appended after each chunk of
- * images; universal patches are cached as JSON; seeds derive from (run seed, names, index).
+ * images; universal patches are cached as JSON (claimed by one run while it trains them); seeds derive from
+ * (run seed, names, index).
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { sleepSync, tryClaim } from '../../util/claim.js';
 import { LogSettingsMismatchError, bindLogSettings, openTsvLog, settingsDiff } from '../../util/tsv-log.js';
 import { modelsDir } from '../../models/paths.js';
 import { weightsFingerprint } from '../../models/weights.js';
@@ -61,6 +63,8 @@ export interface PatchBenchOptions {
   gradient?: 'full' | 'bpda'; // through diffpure (default 'bpda')
   universalSteps?: number; // default 100
   universalBatch?: number; // default 16
+  /** how often a run waiting for another run's universal patch looks for it (ms, default 10,000) */
+  claimPollMs?: number;
   chunk?: number; // images per chunk (default 10)
   diffpure?: { tStar?: number; steps?: number };
   patch?: PatchOptions;
@@ -183,23 +187,48 @@ function images(ds: Dataset, idx: readonly number[]): { x: Tensor4D; y: Int32Arr
   return { x: tf.tensor4d(buf, [idx.length, ...ds.shape]), y: Int32Array.from(idx, (j) => ds.labels[j]) };
 }
 
-/** A universal patch for (defence, size), trained against the defended model once and cached. */
-function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number): tf.Tensor3D {
+/**
+ * A universal patch for (defence, size), trained against the defended model once and cached. Runs sharing
+ * the directory claim a patch before training it (`universal-<defence>-s<size>.json.lock`, src/util/claim.ts),
+ * so two runs train different patches instead of the same one twice. When another live run holds the claim:
+ * with `wait` false, null (the caller moves on to another patch); with `wait` true, block until its patch is
+ * written (or its run dies, and then train it here).
+ */
+function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: true): tf.Tensor3D;
+function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: boolean): tf.Tensor3D | null;
+function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: boolean): tf.Tensor3D | null {
   const path = join(o.outDir, `universal-${name}-s${size}.json`);
   const settings = patchLogSettings(o, 'universal', name, size);
-  if (existsSync(path)) {
-    const cached = JSON.parse(readFileSync(path, 'utf8')) as { patch: number[]; settings?: Record<string, unknown> };
-    const differ = settingsDiff(cached.settings ?? {}, settings);
-    if (differ.length > 0) throw new LogSettingsMismatchError(`${path} was trained with other settings (${differ.join('; ')}); move it aside or write into another --out`);
-    return tf.tensor3d(cached.patch, [size, size, o.train.shape[2]]);
+  let said = false;
+  for (;;) {
+    if (existsSync(path)) {
+      const cached = JSON.parse(readFileSync(path, 'utf8')) as { patch: number[]; settings?: Record<string, unknown> };
+      const differ = settingsDiff(cached.settings ?? {}, settings);
+      if (differ.length > 0) throw new LogSettingsMismatchError(`${path} was trained with other settings (${differ.join('; ')}); move it aside or write into another --out`);
+      return tf.tensor3d(cached.patch, [size, size, o.train.shape[2]]);
+    }
+    const release = tryClaim(`${path}.lock`);
+    if (release) {
+      try {
+        if (existsSync(path)) continue; // written between the check and the claim (the finally releases)
+        process.stderr.write(`bench patch: training the universal ${size}x${size} patch against ${name}\n`);
+        const seed = hashSeed(o.seed ?? 0, 'universal', name, size);
+        const { patch, losses } = trainUniversalPatch(def.target(seed), o.train, {
+          size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty?.(seed),
+        });
+        // written whole, then renamed: a run polling for it never reads half a file
+        writeFileSync(`${path}.part`, JSON.stringify({ defence: name, size, settings, losses, patch: Array.from(patch.dataSync()) }) + '\n');
+        renameSync(`${path}.part`, path);
+        return patch;
+      } finally {
+        release();
+      }
+    }
+    if (!wait) return null;
+    if (!said) process.stderr.write(`bench patch: waiting for another run to finish the universal ${size}x${size} patch against ${name} (${path}.lock)\n`);
+    said = true;
+    sleepSync(o.claimPollMs ?? 10_000);
   }
-  process.stderr.write(`bench patch: training the universal ${size}x${size} patch against ${name}\n`);
-  const seed = hashSeed(o.seed ?? 0, 'universal', name, size);
-  const { patch, losses } = trainUniversalPatch(def.target(seed), o.train, {
-    size, steps: o.universalSteps ?? 100, batchSize: o.universalBatch ?? 16, seed, penalty: def.penalty?.(seed),
-  });
-  writeFileSync(path, JSON.stringify({ defence: name, size, settings, losses, patch: Array.from(patch.dataSync()) }) + '\n');
-  return patch;
 }
 
 /** Attack and evaluate one chunk of images; returns its rows and (for the picture grid) the adversarial images. */
@@ -254,17 +283,19 @@ export class PatchTaskRunner {
   /** A chunk's rows; null for a universal patch's training (the patch is cached in outDir). */
   run(t: PatchTask): BenchRow[] | null {
     if (t.kind === 'universal') {
-      this.patch(t.name, t.size);
+      this.patch(t.name, t.size, false); // another run training it: leave it to that run
       return null;
     }
-    const patch = t.attack === 'universal' ? this.patch(t.name, t.size) : undefined;
+    const patch = t.attack === 'universal' ? this.patch(t.name, t.size, true)! : undefined;
     return runChunk(this.o, t.name, this.defs[t.name], t.attack, t.size, t.idx, patch);
   }
-  private patch(name: DefenceName, size: number): tf.Tensor3D {
+  private patch(name: DefenceName, size: number, wait: boolean): tf.Tensor3D | null {
     const key = `${name}-${size}`;
     let p = this.patches.get(key);
     if (!p) {
-      p = universal(this.o, name, this.defs[name], size);
+      const q = universal(this.o, name, this.defs[name], size, wait);
+      if (!q) return null;
+      p = q;
       this.patches.set(key, p);
     }
     return p;
