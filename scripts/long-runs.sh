@@ -6,11 +6,11 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 18): core 1 finishes issue #6's 6x6 patch benchmark (patch mode done; auto
-# and universal next), then issue #7's x0-design robustness row and the other patch sizes; core 2 finishes
-# Fashion-MNIST's dds-ft sigma-0.5 test rows (issue #5), joins the 6x6 patch benchmark from the other end, then
-# lane consistency (Fashion-MNIST's runs; MNIST's table is done) and the rest of lane ddsft (MNIST's dds-ft
-# classifiers and table, Fashion-MNIST's other sigmas). One lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 18): core 1 finishes issue #6's 6x6 patch benchmark with core 2 (auto
+# per-image rows, then the universal patches, which the two runs claim so that each is trained once), then the other
+# patch sizes, then issue #7's x0-design robustness row; core 2 (Fashion-MNIST's dds-ft sigma-0.5 test rows done)
+# goes on with the rest of lane ddsft (Fashion-MNIST sigma 1, then 0.25, with their test rows; then MNIST's), then
+# lane consistency (Fashion-MNIST's runs; MNIST's table is done), then joins the patch benchmark from the other end. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -185,7 +185,8 @@ case "${1:-}" in
     # runs/fashion-mnist/experiments/dds-ft/ (one more classifier would pass its 10 MB model budget) and its test-set
     # certification reads them from a models directory of links (ADVPURIFY_MODELS) next to the shipped diffusion
     # model; MNIST's ship (models/mnist/classifier-dds<sigma>, within its budget). Order: Fashion-MNIST sigma 0.5 and
-    # its test rows (issue #5's r 0.5 and 1 goals), MNIST's three and its table, then Fashion-MNIST's other two.
+    # its test rows (issue #5's r 0.5 and 1 goals; done 2026-11-30), sigma 1 and its rows (the r 1.5 and 2 goals),
+    # sigma 0.25 and the table, then MNIST's three and its table.
     exp=runs/fashion-mnist/experiments/dds-ft
     mkdir -p $exp/models/fashion-mnist
     for f in diffusion.json diffusion.bin; do ln -sfn ../../../../../../models/fashion-mnist/$f $exp/models/fashion-mnist/$f; done
@@ -198,14 +199,15 @@ case "${1:-}" in
     fashion 0.5 || exit 1
     ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft-0.5 $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --sigma 0.5 --out $exp/certify || exit 1
     [ "${2:-}" = first ] && exit 0
+    fashion 1 || exit 1
+    ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft-1 $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --sigma 1 --out $exp/certify || exit 1
+    fashion 0.25 || exit 1
+    ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --out $exp/certify || exit 1
     for s in 0.5 1 0.25; do
       done_before ddsft-mnist-$s runs/mnist/classifier-dds$s.log || step ddsft-mnist-$s runs/mnist/classifier-dds$s.log $CLI train classifier --dataset mnist \
         --purify-sigma $s --init models/mnist/classifier --variant classifier-dds$s --lr 1e-3 --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
     done
     step cert-mnist-ddsft runs/mnist/certify.log $CERT --dataset mnist --base dds-ft
-    fashion 1 || exit 1
-    fashion 0.25 || exit 1
-    ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --out $exp/certify
     ;;
   b)
     # the foundation's Fashion-MNIST diffusion model: at a constant rate it had plateaued (validation PSNR +0.15 dB
@@ -305,9 +307,10 @@ case "${1:-}" in
     [ -f models/mnist/diffusion.json ] && step cert-mnist-dds-down runs/mnist/certify-core1.log $CERT --dataset mnist --base dds --indices 99-0
     # (6x6 first: issue #6's goal size, so that a run cut short still gives the headline figure; then the
     # x0 restoration design's L-inf row, then the other patch sizes)
+    # (issue #6's other sizes come before issue #7's x0 row: the issues' order)
     done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
-    "$SELF" restore-test x0
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
+    "$SELF" restore-test x0
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -315,12 +318,12 @@ case "${1:-}" in
     # (lane cert; its MNIST half waits for the MNIST diffusion model to be shipped by hand, after
     # scripts/candidate.sh mnist), then issue #6's full patch benchmark (~25 core-hours)
     # (from session 18: Fashion-MNIST's dds-ft sigma-0.5 test rows, then the 6x6 patch benchmark's auto and
-    # universal rows with core 1, before the remaining consistency and dds-ft training runs)
+    # universal rows with core 1, before the remaining dds-ft and consistency runs)
     "$SELF" eval2; wait_wide; "$SELF" tune2; "$SELF" a; "$SELF" cert; "$SELF" ddsft first
     # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
     # other's images, so the two lanes meet in the middle)
     done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
-    "$SELF" consistency; "$SELF" ddsft
+    "$SELF" ddsft; "$SELF" consistency
     step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     ;;
   status)
