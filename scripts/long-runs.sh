@@ -9,8 +9,8 @@
 # The queue as of 2026-11-30 (session 18): core 1 finishes issue #6's 6x6 patch benchmark with core 2 (auto
 # per-image rows, then the universal patches, which the two runs claim so that each is trained once), then the other
 # patch sizes, then issue #7's x0-design robustness row; core 2 (Fashion-MNIST's dds-ft sigma-0.5 test rows done)
-# goes on with the rest of lane ddsft (Fashion-MNIST sigma 1, then 0.25, with their test rows; then MNIST's), then
-# lane consistency (Fashion-MNIST's runs; MNIST's table is done), then joins the patch benchmark from the other end. One lane per core (each runs the lanes below in order):
+# goes on with Fashion-MNIST's dds-ft sigma 1 and its test rows, then joins the patch benchmark from the other end,
+# then the rest of lane ddsft (sigma 0.25; MNIST's) and lane consistency (Fashion-MNIST's runs; MNIST's table is done). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -179,7 +179,7 @@ case "${1:-}" in
     done
     ;;
   ddsft)
-    # (`ddsft first` stops after Fashion-MNIST's sigma-0.5 test rows)
+    # (`ddsft first` stops after Fashion-MNIST's sigma-0.5 test rows, `ddsft sigma1` after its sigma-1 rows)
     # issue #5: denoised smoothing with its classifier fine-tuned on the one-shot denoisings at each sigma (--base dds-ft;
     # epoch kept by the smoothed classifier's validation ACR). Fashion-MNIST's weights stay in
     # runs/fashion-mnist/experiments/dds-ft/ (one more classifier would pass its 10 MB model budget) and its test-set
@@ -201,6 +201,7 @@ case "${1:-}" in
     [ "${2:-}" = first ] && exit 0
     fashion 1 || exit 1
     ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft-1 $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --sigma 1 --out $exp/certify || exit 1
+    [ "${2:-}" = sigma1 ] && exit 0
     fashion 0.25 || exit 1
     ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --out $exp/certify || exit 1
     for s in 0.5 1 0.25; do
@@ -323,8 +324,12 @@ case "${1:-}" in
     # (the same patch runs as core 1, from the other end of the images: runs sharing the logs skip each
     # other's images, so the two lanes meet in the middle)
     done_before bench-patch-6-down runs/fashion-mnist/bench-patch.log || step bench-patch-6-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6 --indices 199-0
+    # (Fashion-MNIST's dds-ft sigma 1, the base most likely to move issue #5's r 1.5 / 2 figures; then core 2 joins
+    # issue #6's 4x4 / 8x8 rows, the last that issue lacks (its 6x6 goal is met), before the remaining dds-ft and
+    # consistency runs)
+    "$SELF" ddsft sigma1
+    done_before bench-patch-down runs/fashion-mnist/bench-patch.log || step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     "$SELF" ddsft; "$SELF" consistency
-    step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
