@@ -2,8 +2,9 @@
  * Experiment (issue #6): is the benchmark's universal patch (untargeted CE, Brown et al.'s training loop) as
  * strong as a universal patch gets against the undefended classifier, or would another objective do better?
  * Trains 6x6 patches against the plain classifier with untargeted CE, untargeted margin, and targeted CE towards
- * each class (the target picked by training-set success), then pastes each at random places on test images 0-199
- * (as the benchmark does) and prints accuracy. Usage: node --import tsx scripts/exp-universal-loss.ts [steps 300] [batch 32]
+ * each class, then pastes each at random places on 1,000 training-split images (the ones an attacker would pick
+ * the target by; training may have drawn some of them) and on test images 0-199 (as the benchmark does) and
+ * prints accuracy. Usage: node --import tsx scripts/exp-universal-loss.ts [steps 300] [batch 32]
  */
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { loadDataset, subset, imageSize } from '../src/data/index.js';
@@ -65,7 +66,7 @@ function accuracy(patch: tf.Tensor3D, ds: typeof test, seed: number): number {
   });
 }
 
-const valIdx = Array.from({ length: 1000 }, (_, i) => 50_000 + i); // training images not in the first batches' bias
+const valIdx = Array.from({ length: 1000 }, (_, i) => 50_000 + i);
 const val = subset(train, valIdx);
 const objs: Obj[] = [{ name: 'untargeted ce', loss: 'ce' }, { name: 'untargeted margin', loss: 'margin' }, ...Array.from({ length: 10 }, (_, t) => ({ name: `targeted -> ${t}`, target: t, loss: 'ce' as const }))];
 console.log(`| objective | train-image acc (1,000) | test acc (0-199) |\n|---|---:|---:|`);
