@@ -194,8 +194,6 @@ function images(ds: Dataset, idx: readonly number[]): { x: Tensor4D; y: Int32Arr
  * with `wait` false, null (the caller moves on to another patch); with `wait` true, block until its patch is
  * written (or its run dies, and then train it here).
  */
-function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: true): tf.Tensor3D;
-function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: boolean): tf.Tensor3D | null;
 function universal(o: PatchBenchOptions, name: DefenceName, def: Defence, size: number, wait: boolean): tf.Tensor3D | null {
   const path = join(o.outDir, `universal-${name}-s${size}.json`);
   const settings = patchLogSettings(o, 'universal', name, size);
@@ -293,12 +291,10 @@ export class PatchTaskRunner {
     const key = `${name}-${size}`;
     let p = this.patches.get(key);
     if (!p) {
-      const q = universal(this.o, name, this.defs[name], size, wait);
-      if (!q) return null;
-      p = q;
-      this.patches.set(key, p);
+      p = universal(this.o, name, this.defs[name], size, wait) ?? undefined;
+      if (p) this.patches.set(key, p);
     }
-    return p;
+    return p ?? null;
   }
   dispose(): void {
     for (const p of this.patches.values()) p.dispose();
