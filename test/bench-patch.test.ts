@@ -69,7 +69,13 @@ describe('advpurify bench patch (smoke scale)', () => {
     const pc = readFileSync(join(dir, 'patchcleanser-s4.tsv'), 'utf8').trim().split('\n');
     expect(pc[0]).toBe('index\tlabel\tprediction\tcorrect\tcertified\tseconds');
     expect(pc).toHaveLength(3);
-    expect(readFileSync(join(dir, 'patch-bench.svg'), 'utf8')).toMatch(/patchcleanser \(certified\)/);
+    const svgText = readFileSync(join(dir, 'patch-bench.svg'), 'utf8');
+    expect(svgText).toMatch(/patchcleanser \(certified\)/);
+    // every legend label ends inside the picture (at ~7 px a character), none clipped at its right edge
+    const width = Number(/<svg[^>]* width="(\d+(?:\.\d+)?)"/.exec(svgText)![1]);
+    const labels = [...svgText.matchAll(/<text x="([\d.]+)" y="[\d.]+">([^<]+)<\/text>/g)];
+    expect(labels.map((l) => l[2])).toContain("patchcleanser (certified)");
+    for (const [, x, label] of labels) expect(Number(x) + 7 * label.length, label).toBeLessThanOrEqual(width);
   }, SLOW);
 
   it('saved adversarial images change only the pixels inside their box and stay in [0,1]', () => {
