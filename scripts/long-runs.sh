@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 19): core 1 runs issue #6's remaining patch rows (6x6 and 4x4 per-image
-# finished; runs sharing the logs claim each universal patch, so each is trained once), then issue #7's x0-design
-# robustness row; core 2 (Fashion-MNIST's dds-ft sigma 0.5 and 1 certified) works on the same patch rows from the
-# other end, then the rest of lane ddsft (sigma 0.25; MNIST's) and lane consistency (Fashion-MNIST's runs; MNIST's
+# The queue as of 2026-11-30 (session 20): issue #6's patch rows are all done (both cores' `bench-patch` steps
+# finished); core 1 runs issue #7's x0-design robustness row (`restore-test x0`, L-inf rows 0-89 logged); core 2
+# certifies Fashion-MNIST's dds-ft sigma 0.25 (trained; 14 test images logged), then MNIST's dds-ft and lane
+# consistency (Fashion-MNIST's runs; MNIST's
 # table is done). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &

@@ -74,7 +74,7 @@ describe('advpurify bench patch (smoke scale)', () => {
     // every legend label ends inside the picture (at ~7 px a character), none clipped at its right edge
     const width = Number(/<svg[^>]* width="(\d+(?:\.\d+)?)"/.exec(svgText)![1]);
     const labels = [...svgText.matchAll(/<text x="([\d.]+)" y="[\d.]+">([^<]+)<\/text>/g)];
-    expect(labels.map((l) => l[2])).toContain("patchcleanser (certified)");
+    expect(labels.map((l) => l[2])).toContain('patchcleanser (certified)');
     for (const [, x, label] of labels) expect(Number(x) + 7 * label.length, label).toBeLessThanOrEqual(width);
   }, SLOW);
 
