@@ -4,6 +4,7 @@
  * certified radius >= r. At r = 0 it is the clean accuracy of the smoothed classifier (abstentions count wrong).
  */
 import { maxCertifiableRadius } from './core.js';
+import { legendWidth } from '../src/util/svg.js';
 
 /** One certified test image, as logged. radius is 0 when prediction is ABSTAIN. */
 export interface LogRow {
@@ -114,10 +115,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
  * dash pattern by base.
  */
 export function renderSvg(groups: readonly { base: string; sigma: number; rows: readonly LogRow[] }[], title: string): string {
-  const W = 640, H = 400, L = 56, R = 170, T = 36, B = 44; // prettier-ignore
+  const R = legendWidth(groups.map((g) => `${g.base}, sigma=${g.sigma}`), 46, 170), P = 414; // legend column, plot width
+  const H = 400, L = 56, T = 36, B = 44, W = L + P + R; // prettier-ignore
   const maxObserved = Math.max(0, ...groups.flatMap((g) => g.rows.map((r) => r.radius)));
   const xMax = Math.max(2, Math.ceil(maxObserved / 0.25) * 0.25);
-  const px = (r: number) => L + (r / xMax) * (W - L - R);
+  const px = (r: number) => L + (r / xMax) * P;
   const py = (a: number) => T + (1 - a) * (H - T - B);
   const sigmas = [...new Set(groups.map((g) => g.sigma))].sort((a, b) => a - b);
   const bases = [...new Set(groups.map((g) => g.base))];

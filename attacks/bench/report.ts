@@ -3,6 +3,7 @@
  * robust accuracy on one fresh draw, worst-of-k, and the accuracy left after each attack of the sequence.
  */
 import type { ImageRow } from './evaluate.js';
+import { legendWidth } from '../../src/util/svg.js';
 
 export interface ResultRow {
   defense: string;
@@ -98,9 +99,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 /** Robust accuracy vs eps, one colour per defence: solid = 1 draw, dashed = worst-of-k where it differs. */
 export function renderSvg(rep: RobustnessReport): string {
-  const W = 660, H = 400, L = 56, R = 190, T = 36, B = 44; // prettier-ignore
+  const defenses = [...new Set(rep.results.map((r) => r.defense))];
+  const R = legendWidth([...defenses, `worst-of-${rep.settings.draws}`], 44, 190), P = 414; // legend column, plot width
+  const H = 400, L = 56, T = 36, B = 44, W = L + P + R; // prettier-ignore
   const xMax = Math.max(...rep.eps, 1e-9) * 1.05;
-  const px = (e: number) => L + (e / xMax) * (W - L - R);
+  const px = (e: number) => L + (e / xMax) * P;
   const py = (a: number) => T + (1 - a) * (H - T - B);
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -117,7 +120,6 @@ export function renderSvg(rep: RobustnessReport): string {
   }
   out.push(`<text x="${(L + px(xMax)) / 2}" y="${H - 8}" text-anchor="middle">${rep.norm === 'Linf' ? 'L-inf' : 'L2'} epsilon (pixels in [0, 1])</text>`);
   out.push(`<text transform="translate(16 ${(T + py(0)) / 2}) rotate(-90)" text-anchor="middle">robust accuracy</text>`);
-  const defenses = [...new Set(rep.results.map((r) => r.defense))];
   defenses.forEach((d, k) => {
     const color = COLORS[k % COLORS.length];
     const pts = rep.results.filter((r) => r.defense === d).sort((a, b) => a.eps - b.eps);

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChunkRow, CorruptionBenchOptions } from './corruptions.js';
+import { legendWidth } from '../util/svg.js';
 
 export interface CellSummary {
   condition: string;
@@ -168,8 +169,9 @@ const COLORS = ['#555555', '#1f77b4', '#ff7f0e', '#d62728', '#9467bd', '#2ca02c'
 export function severitySvg(cells: CellSummary[], L: Layout): string {
   const get = lookup(cells);
   const xs = [0, ...L.severities];
-  const W = 640, H = 360, Lm = 56, T = 40, B = 50, R = 130; // prettier-ignore
-  const px = (i: number) => Lm + (i / Math.max(1, xs.length - 1)) * (W - Lm - R);
+  const R = legendWidth(L.preprocessors, 32, 130), P = 454; // legend column, plot width
+  const H = 360, Lm = 56, T = 40, B = 50, W = Lm + P + R; // prettier-ignore
+  const px = (i: number) => Lm + (i / Math.max(1, xs.length - 1)) * P;
   const py = (a: number) => T + (1 - a) * (H - T - B);
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,

@@ -8,6 +8,7 @@ import { purifyAuto, purifyPatch } from './index.js';
 import { Purifier } from '../purifier.js';
 import type { PatchBenchOptions } from './bench.js';
 import { cleanserMarkdown, type CleanserSummary } from './bench-patchcleanser.js';
+import { legendWidth } from '../../util/svg.js';
 
 export interface BenchRow {
   index: number;
@@ -77,10 +78,9 @@ const COLORS = ['#555555', '#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
 
 function svg(sums: Summary[], sizes: number[]): string {
   const defs = [...new Set(sums.map((s) => s.defence))];
-  // the legend's column is as wide as its longest label (~7 px a character at 12 px), so no label is clipped
-  const R = Math.max(130, 40 + 7 * Math.max(0, ...defs.map((d) => d.length)));
-  const H = 360, L = 56, T = 40, B = 50, W = L + 454 + R; // prettier-ignore
-  const gw = (W - L - R) / Math.max(1, sizes.length);
+  const R = legendWidth(defs, 32, 130), P = 454; // legend column, plot width
+  const H = 360, L = 56, T = 40, B = 50, W = L + P + R; // prettier-ignore
+  const gw = P / Math.max(1, sizes.length);
   const bw = (gw * 0.8) / Math.max(1, defs.length);
   const py = (a: number) => T + (1 - a) * (H - T - B);
   const out = [
