@@ -9,8 +9,7 @@
 # The queue as of 2026-11-30 (session 20): issue #6's patch rows are all done (both cores' `bench-patch` steps
 # finished); core 1 runs issue #7's x0-design robustness row (`restore-test x0`, L-inf rows 0-89 logged); core 2
 # certifies Fashion-MNIST's dds-ft sigma 0.25 (trained; 14 test images logged), then MNIST's dds-ft and lane
-# consistency (Fashion-MNIST's runs; MNIST's
-# table is done). One lane per core (each runs the lanes below in order):
+# consistency (Fashion-MNIST's runs; MNIST's table is done). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
