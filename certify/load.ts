@@ -7,7 +7,9 @@
  *  - consistency: the classifier trained with Gaussian noise and consistency regularization (Jeong & Shin
  *    2020) at this sigma (classifier-consistency<sigma>; required);
  *  - dds-ft: denoised smoothing with a classifier fine-tuned on the diffusion model's one-shot denoisings at this
- *    sigma (classifier-dds<sigma>; required), as Carlini et al. 2023 and Salman et al. 2020 fine-tune theirs.
+ *    sigma (classifier-dds<sigma>; required), as Carlini et al. 2023 and Salman et al. 2020 fine-tune theirs;
+ *  - dds-cons: the same fine-tuning with Jeong & Shin's consistency regularization over separately noised and
+ *    denoised copies of each image (classifier-dds-cons<sigma>; required).
  */
 import { join } from 'node:path';
 import type { Tensor4D } from '../src/backend/index.js';
@@ -20,7 +22,7 @@ import type { Classifier } from '../src/types.js';
 import { denoisedBase, noisyBase } from './bases.js';
 import type { BaseClassifier } from './core.js';
 
-export const BASE_KINDS = ['dds', 'noisy', 'consistency', 'dds-ft'] as const;
+export const BASE_KINDS = ['dds', 'noisy', 'consistency', 'dds-ft', 'dds-cons'] as const;
 export type BaseKind = (typeof BASE_KINDS)[number];
 
 /** A built-in base classifier on a data set's shipped models (structured-clonable). */
@@ -60,11 +62,12 @@ export function baseModels(spec: BaseSpec, sigma: number): BaseModels {
     need('classifier', 'classifier');
     return { classifier: 'classifier', diffusion: true };
   }
-  if (spec.kind === 'dds-ft') {
-    const variant = `classifier-dds${sigma}`;
+  if (spec.kind === 'dds-ft' || spec.kind === 'dds-cons') {
+    const cons = spec.kind === 'dds-cons';
+    const variant = `classifier-dds${cons ? '-cons' : ''}${sigma}`;
     need('diffusion', 'diffusion');
     if (!weightsExist(join(dir, variant))) {
-      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base dds-ft at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --purify-sigma ${sigma} --init models/${spec.dataset}/classifier --variant ${variant}\``);
+      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base ${spec.kind} at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --purify-sigma ${sigma}${cons ? ' --consistency 5' : ''} --init models/${spec.dataset}/classifier --variant ${variant}\``);
     }
     return { classifier: variant, diffusion: true };
   }

@@ -84,6 +84,13 @@ describe('advpurify CLI', () => {
     const r12 = await cli(['certify', '--dataset', 'mnist', '--base', 'dds-ft', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
     expect(r12.code).toBe(1);
     expect(r12.stderr).toMatch(/classifier-dds0\.3.*--purify-sigma 0\.3 --init models\/mnist\/classifier/);
+    // consistency over denoised copies: every row denoised, and its own base name and weights
+    const r13 = await cli(['train', 'classifier', '--dataset', 'mnist', '--purify-sigma', '0.5', '--consistency', '5', '--purify-fraction', '0.5', '--out', join(dir, 'never')]);
+    expect([r13.code, r13.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--consistency with --purify-sigma denoises every row/)]);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
+    const r14 = await cli(['certify', '--dataset', 'mnist', '--base', 'dds-cons', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
+    expect(r14.code).toBe(1);
+    expect(r14.stderr).toMatch(/classifier-dds-cons0\.3.*--purify-sigma 0\.3 --consistency 5 --init models\/mnist\/classifier/);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {

@@ -59,4 +59,45 @@ describe('denoised-smoothing fine-tuning', () => {
     expect(meta.smoothedVal.images).toBe(20);
     expect(meta.trainedWith.purifyAug).toMatchObject({ method: 'dds', sigma: 0.5 });
   }, 180_000);
+
+  it('with consistency regularization, denoises separately noised copies of each image and trains on all of them', async () => {
+    const dds = await ddsAugmenter({ model: 'mnist', sigma: 0.5 });
+    const seen: { rows: number; copyDiff: number; inputsTiled: number }[] = [];
+    const purifyAug = {
+      ...dds,
+      purify: (x: Tensor4D, seed: number, u: number) => {
+        const y = dds.purify(x, seed, u);
+        const b = x.shape[0] / 2;
+        const [x0, x1, y0, y1] = [x.slice(0, b), x.slice(b, b), y.slice(0, b), y.slice(b, b)];
+        const gap = (p: tf.Tensor, q: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(p.sub(q))).dataSync()[0]);
+        seen.push({ rows: x.shape[0], inputsTiled: gap(x0, x1), copyDiff: gap(y0, y1) });
+        tf.dispose([x0, x1, y0, y1]);
+        return y;
+      },
+    };
+    const lines: string[] = [];
+    const o = {
+      dataset: 'mnist' as const, epochs: 1, stepsPerEpoch: 2, batchSize: 8, lr: 1e-3, seed: 3,
+      widths: [4, 8, 16] as [number, number, number], acrValCount: 20, purifiedValCount: 20, bnCalibrationCount: 256, log: (l: string) => lines.push(l),
+    };
+    const before = tf.memory().numTensors;
+    const r = await trainClassifier({ ...o, out: join(dir, 'k'), checkpoint: join(dir, 'k.ckpt'), purifyAug, consistency: { lambda: 5 } });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.selectedBy).toBe('acr');
+    // two training batches of 2 x 8 rows (then batch-norm calibration's batches): the same images twice, each copy
+    // with its own noise, so different denoisings
+    const training = seen.slice(0, 2);
+    expect(training.map((q) => q.rows)).toEqual([16, 16]);
+    for (const q of training) {
+      expect(q.inputsTiled).toBe(0);
+      expect(q.copyDiff).toBeGreaterThan(0.01);
+    }
+    const { meta, tensors } = loadWeights<{ trainedWith: { consistency: { lambda: number }; purifyAug: { method: string } } }>(join(dir, 'k'));
+    tf.dispose(Object.values(tensors));
+    expect(meta.trainedWith).toMatchObject({ consistency: { lambda: 5 }, purifyAug: { method: 'dds' } });
+    // copies that are not all denoised cannot be compared draw for draw
+    const half = await ddsAugmenter({ model: 'mnist', sigma: 0.5, fraction: 0.5 });
+    await expect(trainClassifier({ ...o, out: join(dir, 'h'), checkpoint: join(dir, 'h.ckpt'), purifyAug: half, consistency: { lambda: 5 } }))
+      .rejects.toThrow(/every row denoised/);
+  }, 180_000);
 });

@@ -117,20 +117,23 @@ const train: Command = async (pos, f) => {
     if (ddsSigma !== undefined && tStars?.length) throw new UsageError('--purify-aug (diffpure at t*) and --purify-sigma (denoised smoothing) exclude each other');
     if (ddsSigma !== undefined && !(ddsSigma > 0 && ddsSigma <= 2)) throw new UsageError(`--purify-sigma must be a noise level in (0, 2], got "${f['purify-sigma']}"`);
     if (ddsSigma !== undefined && f['noise-sigma'] !== undefined) throw new UsageError('--purify-sigma adds its own noise (then denoises it): drop --noise-sigma');
-    const augment = await import('../train/purify-aug.js');
     const fraction = num(f['purify-fraction'], 'purify-fraction');
+    const lambda = num(f.consistency, 'consistency');
+    if (lambda !== undefined && !(lambda >= 0)) throw new UsageError(`--consistency must be a weight >= 0, got "${f.consistency}"`);
+    if ((f['consistency-eta'] !== undefined || f['noise-draws'] !== undefined) && lambda === undefined) throw new UsageError('--consistency-eta and --noise-draws go with --consistency LAMBDA');
+    if (lambda !== undefined && f['noise-sigma'] === undefined && ddsSigma === undefined) {
+      throw new UsageError('--consistency regularizes training under noise: give --noise-sigma (Gaussian-noise training) or --purify-sigma (denoised smoothing) too');
+    }
+    if (lambda !== undefined && ddsSigma !== undefined && fraction !== undefined && fraction !== 1) throw new UsageError('--consistency with --purify-sigma denoises every row: drop --purify-fraction');
+    const draws = num(f['noise-draws'], 'noise-draws');
+    if (draws !== undefined && !(Number.isInteger(draws) && draws >= 2)) throw new UsageError(`--noise-draws must be an integer >= 2, got "${f['noise-draws']}"`);
+    const consistency = lambda === undefined ? undefined : { lambda, eta: num(f['consistency-eta'], 'consistency-eta') ?? 0.5, draws: draws ?? 2 };
+    const augment = await import('../train/purify-aug.js');
     const purifyAug = ddsSigma !== undefined
       ? await augment.ddsAugmenter({ model: f['purify-model'] ?? dataset, sigma: ddsSigma, fraction })
       : tStars?.length
         ? await augment.purifyAugmenter({ model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction })
         : undefined;
-    const lambda = num(f.consistency, 'consistency');
-    if (lambda !== undefined && !(lambda >= 0)) throw new UsageError(`--consistency must be a weight >= 0, got "${f.consistency}"`);
-    if ((f['consistency-eta'] !== undefined || f['noise-draws'] !== undefined) && lambda === undefined) throw new UsageError('--consistency-eta and --noise-draws go with --consistency LAMBDA');
-    if (lambda !== undefined && f['noise-sigma'] === undefined) throw new UsageError('--consistency regularizes Gaussian-noise training: give --noise-sigma too');
-    const draws = num(f['noise-draws'], 'noise-draws');
-    if (draws !== undefined && !(Number.isInteger(draws) && draws >= 2)) throw new UsageError(`--noise-draws must be an integer >= 2, got "${f['noise-draws']}"`);
-    const consistency = lambda === undefined ? undefined : { lambda, eta: num(f['consistency-eta'], 'consistency-eta') ?? 0.5, draws: draws ?? 2 };
     const r = await trainClassifier({
       dataset, seed, weightsDtype, purifyAug, purifiedValCount: num(f['purified-val-count'], 'purified-val-count'), out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,

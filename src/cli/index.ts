@@ -54,10 +54,11 @@ export const COMMAND_HELP: Record<string, string> = {
                                               purification-aware training (part of each batch through diffpure)
               --purify-sigma S [--purify-fraction 1 --purify-model NAME]
                                               denoised smoothing's base classifier: batches one-shot denoised from
-                                              x + N(0, S^2) (epoch chosen by the smoothed classifier's validation ACR)
+                                              x + N(0, S^2) (epoch chosen by the smoothed classifier's validation ACR);
+                                              with --consistency L, over --noise-draws separately denoised copies
   diffusion:  --steps N --decay-from N
   restore:    --steps N --decay-from N --init PATH --validate-every N`,
-  certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy,consistency,dds-ft --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
+  certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy,consistency,dds-ft,dds-cons --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
        [--count 100 --skip 1 | --indices 0-49,99-50] [--seed N --workers N --out DIR --json]
        Runs may share --out (processes or machines): each skips images another has logged.`,
   bench: `usage: advpurify bench perf

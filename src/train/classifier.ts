@@ -242,7 +242,11 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const totalSteps = stepsPerEpoch * o.epochs;
   const vars = model.trainableWeights.map((v) => v.read() as tf.Variable);
   const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
-  if (o.consistency && !o.noiseSigma) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma)');
+  // consistency regularization over noise draws: of the classifier on x + noise (noiseSigma), or of the classifier behind
+  // denoised smoothing (purifyAug.smoothing), whose draws are separate one-shot denoisings of separate noisy copies
+  const smoothAug = o.purifyAug?.smoothing ? o.purifyAug : undefined;
+  if (o.consistency && !o.noiseSigma && !smoothAug) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma) or denoised smoothing (purifyAug with smoothing)');
+  if (o.consistency && smoothAug && smoothAug.fraction !== 1) throw new RangeError(`consistency over denoised draws needs every row denoised (purify fraction 1), got ${smoothAug.fraction}`);
   const draws = o.consistency ? (o.consistency.draws ?? 2) : 1;
   const byAcr = Boolean(o.consistency || o.purifyAug?.smoothing); // the epoch kept by the smoothed classifier's validation ACR
   if (o.consistency && !(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
@@ -272,10 +276,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       // dropout masks from (seed, step), not Math.random: a run, resumed or not, is reproducible
       for (const d of dropouts) d.seed = (o.seed * 1_000_003 + step) >>> 0;
       const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model, advSeed));
-      const purified = o.purifyAug && purifyBatch(o.purifyAug, adv ?? xb, [o.batchSize, h, w, c], purifySeed, purifyU);
+      // (denoised draws: the batch is tiled before the noise and the denoiser, so each copy has its own noise)
+      const tileFirst = draws > 1 && smoothAug !== undefined;
+      const src = tileFirst ? tf.tidy(() => tf.tile(adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]), [draws, 1, 1, 1]) as Tensor4D) : undefined;
+      const purified = o.purifyAug && purifyBatch(o.purifyAug, src ?? adv ?? xb, [(tileFirst ? draws : 1) * o.batchSize, h, w, c], purifySeed, purifyU);
+      src?.dispose();
       const loss = opt.minimize(() => tf.tidy(() => {
         let x = purified ?? adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]);
-        if (draws > 1) x = tf.tile(x, [draws, 1, 1, 1]); // the draws as consecutive blocks of the batch
+        if (draws > 1 && !tileFirst) x = tf.tile(x, [draws, 1, 1, 1]); // the draws as consecutive blocks of the batch
         if (o.noiseSigma) x = x.add(tf.randomNormal(x.shape, 0, o.noiseSigma, 'float32', noiseSeed));
         const logits = model.apply(x, { training: true }) as tf.Tensor2D;
         const labels = tf.tensor1d(yb, 'int32');
