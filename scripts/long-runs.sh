@@ -172,6 +172,25 @@ case "${1:-}" in
     step cert-mnist-consistency runs/mnist/certify.log $CERT --dataset mnist --base consistency
     "$SELF" cons-fashion
     ;;
+  ddscons)
+    # issue #5: denoised smoothing's classifier fine-tuned with consistency regularization over two separately noised
+    # and denoised copies of each image (--purify-sigma S --consistency 5), as a second stage on the dds-ft classifier
+    # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), 2 epochs (~30 min
+    # each on one core: two U-Net passes per image), the epoch kept by the smoothed classifier's validation ACR; then
+    # the test rows (--base dds-cons). Fashion-MNIST sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1).
+    # Weights in runs/fashion-mnist/experiments/dds-cons/ (the 10 MB model budget), read through a models directory of links.
+    exp=runs/fashion-mnist/experiments/dds-cons
+    mkdir -p $exp/models/fashion-mnist
+    for f in diffusion.json diffusion.bin; do ln -sfn ../../../../../../models/fashion-mnist/$f $exp/models/fashion-mnist/$f; done
+    for s in 1 0.5; do
+      out=$exp/classifier-dds-cons$s
+      done_before ddscons-fashion-mnist-$s $out.log || step ddscons-fashion-mnist-$s $out.log $CLI train classifier --dataset fashion-mnist \
+        --purify-sigma $s --consistency 5 --init runs/fashion-mnist/experiments/dds-ft/classifier-dds$s --variant classifier-dds-cons$s \
+        --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs 2 --weights-dtype uint8 --seed 1 || exit 1
+      for e in json bin; do ln -sfn ../../classifier-dds-cons$s.$e $exp/models/fashion-mnist/classifier-dds-cons$s.$e; done
+      ADVPURIFY_MODELS=$exp/models step cert-fashion-ddscons-$s $exp/certify.log $CERT --dataset fashion-mnist --base dds-cons --sigma $s --out $exp/certify || exit 1
+    done
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
@@ -368,7 +387,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
