@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 20): issue #6's patch rows are all done (both cores' `bench-patch` steps
-# finished); core 1 runs issue #7's x0-design robustness row (`restore-test x0`, L-inf rows 0-89 logged); core 2
-# certifies Fashion-MNIST's dds-ft sigma 0.25 (trained; 14 test images logged), then MNIST's dds-ft and lane
-# consistency (Fashion-MNIST's runs; MNIST's table is done). One lane per core (each runs the lanes below in order):
+# The queue as of 2026-11-30 (session 21): issue #6's patch rows, issue #7's x0-design row and Fashion-MNIST's dds-ft
+# tables are done; core 1 runs issue #5's lane ddscons (Fashion-MNIST dds-ft + consistency, sigma 1 then 0.5, each
+# with its test rows), then cons-fashion; core 2 runs MNIST's dds-ft sigma 1 and 0.25 and their table, then lane
+# consistency (MNIST's is done; it ends with cons-fashion). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -353,6 +353,9 @@ case "${1:-}" in
     done_before bench-patch-6 runs/fashion-mnist/bench-patch.log || step bench-patch-6 runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --sizes 6
     step bench-patch runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200
     "$SELF" restore-test x0
+    # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
+    # with core 2, which ends with cons-fashion too)
+    "$SELF" ddscons; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
