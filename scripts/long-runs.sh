@@ -310,11 +310,12 @@ case "${1:-}" in
     # in its own directory since its rows are also named restore; L-inf first, the norm the goal is judged on)
     # (the x0 design's row, ~7.5 core-hours, runs as `restore-test x0`: core 1 runs issue #6's 6x6 patch
     # benchmark before it)
-    runs="restore-linf restore-l2"; [ "${2:-}" = x0 ] && runs=restore-x0-linf
+    # (`restore-test x0-l2`: the x0 design's L2 1.5 row, so that both norms compare with diffpure's)
+    runs="restore-linf restore-l2"; [ "${2:-}" = x0 ] && runs=restore-x0-linf; [ "${2:-}" = x0-l2 ] && runs=restore-x0-l2
     for run in $runs; do
       norm=${run##*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
       out=runs/robustness/$norm; flags=""
-      [ $run = restore-x0-linf ] && { out=runs/robustness/$norm-restore-x0; flags="--restorer x0 --t-star 450"; }
+      case $run in restore-x0-*) out=runs/robustness/$norm-restore-x0; flags="--restorer x0 --t-star 450";; esac
       done_before $run runs/robustness/$norm-${run%-*}.log || \
         step $run runs/robustness/$norm-${run%-*}.log $ROB --workers 1 --norm $norm --eps $eps --defense restore $flags --out $out
     done
@@ -355,7 +356,7 @@ case "${1:-}" in
     "$SELF" restore-test x0
     # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
     # with core 2, which ends with cons-fashion too)
-    "$SELF" ddscons; "$SELF" cons-fashion
+    "$SELF" ddscons; "$SELF" cons-fashion; "$SELF" restore-test x0-l2
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
