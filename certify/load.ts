@@ -9,7 +9,7 @@
  *  - dds-ft: denoised smoothing with a classifier fine-tuned on the diffusion model's one-shot denoisings at this
  *    sigma (classifier-dds<sigma>; required), as Carlini et al. 2023 and Salman et al. 2020 fine-tune theirs;
  *  - dds-cons: the same fine-tuning with Jeong & Shin's consistency regularization over separately noised and
- *    denoised copies of each image (classifier-dds-cons<sigma>; required).
+ *    denoised copies of each image, a second stage on the dds-ft classifier (classifier-dds-cons<sigma>; required).
  */
 import { join } from 'node:path';
 import type { Tensor4D } from '../src/backend/index.js';
@@ -67,7 +67,7 @@ export function baseModels(spec: BaseSpec, sigma: number): BaseModels {
     const variant = `classifier-dds${cons ? '-cons' : ''}${sigma}`;
     need('diffusion', 'diffusion');
     if (!weightsExist(join(dir, variant))) {
-      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base ${spec.kind} at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --purify-sigma ${sigma}${cons ? ' --consistency 5' : ''} --init models/${spec.dataset}/classifier --variant ${variant}\``);
+      throw new ModelNotFoundError(`no ${spec.dataset} classifier at ${join(dir, variant)}.json/.bin (needed by --base ${spec.kind} at sigma ${sigma}); train it with \`${trainHint(spec.dataset, 'classifier')} --purify-sigma ${sigma}${cons ? ` --consistency 5 --init models/${spec.dataset}/classifier-dds${sigma}` : ` --init models/${spec.dataset}/classifier`} --variant ${variant}\``);
     }
     return { classifier: variant, diffusion: true };
   }

@@ -175,7 +175,7 @@ case "${1:-}" in
   ddscons)
     # issue #5: denoised smoothing's classifier fine-tuned with consistency regularization over two separately noised
     # and denoised copies of each image (--purify-sigma S --consistency 5), as a second stage on the dds-ft classifier
-    # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), 2 epochs (~30 min
+    # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), 2 epochs (~25 min
     # each on one core: two U-Net passes per image), the epoch kept by the smoothed classifier's validation ACR; then
     # the test rows (--base dds-cons). Fashion-MNIST sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1).
     # Weights in runs/fashion-mnist/experiments/dds-cons/ (the 10 MB model budget), read through a models directory of links.

@@ -90,7 +90,7 @@ describe('advpurify CLI', () => {
     expect(existsSync(join(dir, 'never.json'))).toBe(false);
     const r14 = await cli(['certify', '--dataset', 'mnist', '--base', 'dds-cons', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
     expect(r14.code).toBe(1);
-    expect(r14.stderr).toMatch(/classifier-dds-cons0\.3.*--purify-sigma 0\.3 --consistency 5 --init models\/mnist\/classifier/);
+    expect(r14.stderr).toMatch(/classifier-dds-cons0\.3.*--purify-sigma 0\.3 --consistency 5 --init models\/mnist\/classifier-dds0\.3 --variant/);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {
