@@ -68,6 +68,18 @@ wait_for() { # step names: block until no lane runs any of them
   done
 }
 
+models_links() { # dir (runs/<ds>/experiments/<name>), dataset, [shipped files]: a models directory for ADVPURIFY_MODELS,
+  # <dir>/models/<dataset>, of links to the shipped weight files named (default: all of models/<dataset>)
+  local d=$1/models/$2 f; shift 2
+  mkdir -p $d
+  [ $# -gt 0 ] || set -- $(cd models/${d##*/} && ls)
+  for f in "$@"; do ln -sfn ../../../../../../models/${d##*/}/$f $d/$f; done
+}
+
+link_weights() { # dir, dataset, variant: the weights trained to <dir>/<variant>.{json,bin}, linked into that models directory
+  local e; for e in json bin; do ln -sfn ../../$3.$e $1/models/$2/$3.$e; done
+}
+
 done_before() { # name, log file: whether the step already ended with exit 0 (its checkpoint need not be kept)
   grep -q "end $1 (exit 0)" "$2" 2>/dev/null
 }
@@ -180,14 +192,13 @@ case "${1:-}" in
     # the test rows (--base dds-cons). Fashion-MNIST sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1).
     # Weights in runs/fashion-mnist/experiments/dds-cons/ (the 10 MB model budget), read through a models directory of links.
     exp=runs/fashion-mnist/experiments/dds-cons
-    mkdir -p $exp/models/fashion-mnist
-    for f in diffusion.json diffusion.bin; do ln -sfn ../../../../../../models/fashion-mnist/$f $exp/models/fashion-mnist/$f; done
+    models_links $exp fashion-mnist diffusion.json diffusion.bin
     for s in 1 0.5; do
       out=$exp/classifier-dds-cons$s
       done_before ddscons-fashion-mnist-$s $out.log || step ddscons-fashion-mnist-$s $out.log $CLI train classifier --dataset fashion-mnist \
         --purify-sigma $s --consistency 5 --init runs/fashion-mnist/experiments/dds-ft/classifier-dds$s --variant classifier-dds-cons$s \
         --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs 2 --weights-dtype uint8 --seed 1 || exit 1
-      for e in json bin; do ln -sfn ../../classifier-dds-cons$s.$e $exp/models/fashion-mnist/classifier-dds-cons$s.$e; done
+      link_weights $exp fashion-mnist classifier-dds-cons$s
       ADVPURIFY_MODELS=$exp/models step cert-fashion-ddscons-$s $exp/certify.log $CERT --dataset fashion-mnist --base dds-cons --sigma $s --out $exp/certify || exit 1
     done
     ;;
@@ -198,14 +209,13 @@ case "${1:-}" in
     # and 0.25. The weights stay in runs/fashion-mnist/experiments/consistency/ (the 10 MB model budget); the
     # certification reads them from a models directory of links next to the shipped models, as lane ddsft does.
     exp=runs/fashion-mnist/experiments/consistency
-    mkdir -p $exp/models/fashion-mnist
-    for f in models/fashion-mnist/*; do ln -sfn ../../../../../../$f $exp/models/fashion-mnist/$(basename $f); done
+    models_links $exp fashion-mnist
     for s in 1 0.5 0.25; do
       done_before cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log || step cons-fashion-mnist-$s \
         runs/fashion-mnist/classifier-consistency$s.log $CLI train classifier --dataset fashion-mnist --variant classifier-consistency$s \
         --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s --noise-sigma $s --consistency 5 --lr 1e-3 \
         --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
-      for e in json bin; do ln -sfn ../../classifier-consistency$s.$e $exp/models/fashion-mnist/classifier-consistency$s.$e; done
+      link_weights $exp fashion-mnist classifier-consistency$s
       ADVPURIFY_MODELS=$exp/models step cert-fashion-cons-$s $exp/certify.log $CERT --dataset fashion-mnist --base consistency --sigma $s --out $exp/certify || exit 1
     done
     ;;
@@ -219,13 +229,12 @@ case "${1:-}" in
     # its test rows (issue #5's r 0.5 and 1 goals; done 2026-11-30), sigma 1 and its rows (the r 1.5 and 2 goals),
     # sigma 0.25 and the table, then MNIST's three and its table.
     exp=runs/fashion-mnist/experiments/dds-ft
-    mkdir -p $exp/models/fashion-mnist
-    for f in diffusion.json diffusion.bin; do ln -sfn ../../../../../../models/fashion-mnist/$f $exp/models/fashion-mnist/$f; done
+    models_links $exp fashion-mnist diffusion.json diffusion.bin
     fashion() { # sigma: train (resumes) and link the weights
       local out=$exp/classifier-dds$1 e
       done_before ddsft-fashion-mnist-$1 $out.log || step ddsft-fashion-mnist-$1 $out.log $CLI train classifier --dataset fashion-mnist --purify-sigma $1 \
         --init models/fashion-mnist/classifier --variant classifier-dds$1 --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs 3 --weights-dtype uint8 --seed 1 || return 1
-      for e in json bin; do ln -sfn ../../classifier-dds$1.$e $exp/models/fashion-mnist/classifier-dds$1.$e; done
+      link_weights $exp fashion-mnist classifier-dds$1
     }
     fashion 0.5 || exit 1
     ADVPURIFY_MODELS=$exp/models step cert-fashion-ddsft-0.5 $exp/certify.log $CERT --dataset fashion-mnist --base dds-ft --sigma 0.5 --out $exp/certify || exit 1
@@ -239,15 +248,14 @@ case "${1:-}" in
     # (8.9 MB now, 0.88 MB a classifier), so they stay in runs/mnist/experiments/dds-ft/ and the table reads all
     # three from a models directory of links, as Fashion-MNIST's does
     mexp=runs/mnist/experiments/dds-ft
-    mkdir -p $mexp/models/mnist
-    for f in models/mnist/*; do ln -sfn ../../../../../../$f $mexp/models/mnist/$(basename $f); done
+    models_links $mexp mnist
     done_before ddsft-mnist-0.5 runs/mnist/classifier-dds0.5.log || step ddsft-mnist-0.5 runs/mnist/classifier-dds0.5.log $CLI train classifier --dataset mnist \
       --purify-sigma 0.5 --init models/mnist/classifier --variant classifier-dds0.5 --lr 1e-3 --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
     for s in 1 0.25; do
       done_before ddsft-mnist-$s runs/mnist/classifier-dds$s.log || step ddsft-mnist-$s runs/mnist/classifier-dds$s.log $CLI train classifier --dataset mnist \
         --purify-sigma $s --init models/mnist/classifier --variant classifier-dds$s --out $mexp/classifier-dds$s --lr 1e-3 --epochs 4 \
         --weights-dtype uint8 --seed 1 || exit 1
-      for e in json bin; do ln -sfn ../../classifier-dds$s.$e $mexp/models/mnist/classifier-dds$s.$e; done
+      link_weights $mexp mnist classifier-dds$s
     done
     ADVPURIFY_MODELS=$mexp/models step cert-mnist-ddsft runs/mnist/certify.log $CERT --dataset mnist --base dds-ft
     ;;
