@@ -70,10 +70,10 @@ wait_for() { # step names: block until no lane runs any of them
 
 models_links() { # dir (runs/<ds>/experiments/<name>), dataset, [shipped files]: a models directory for ADVPURIFY_MODELS,
   # <dir>/models/<dataset>, of links to the shipped weight files named (default: all of models/<dataset>)
-  local d=$1/models/$2 f; shift 2
+  local d=$1/models/$2 ds=$2 f; shift 2
   mkdir -p $d
-  [ $# -gt 0 ] || set -- $(cd models/${d##*/} && ls)
-  for f in "$@"; do ln -sfn ../../../../../../models/${d##*/}/$f $d/$f; done
+  [ $# -gt 0 ] || set -- $(cd models/$ds && ls)
+  for f in "$@"; do ln -sfn ../../../../../../models/$ds/$f $d/$f; done
 }
 
 link_weights() { # dir, dataset, variant: the weights trained to <dir>/<variant>.{json,bin}, linked into that models directory

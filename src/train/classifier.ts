@@ -248,7 +248,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   if (o.consistency && !o.noiseSigma && !smoothAug) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma) or denoised smoothing (purifyAug with smoothing)');
   if (o.consistency && smoothAug && smoothAug.fraction !== 1) throw new RangeError(`consistency over denoised draws needs every row denoised (purify fraction 1), got ${smoothAug.fraction}`);
   const draws = o.consistency ? (o.consistency.draws ?? 2) : 1;
-  const byAcr = Boolean(o.consistency || o.purifyAug?.smoothing); // the epoch kept by the smoothed classifier's validation ACR
+  const byAcr = Boolean(o.consistency || smoothAug); // the epoch kept by the smoothed classifier's validation ACR
   if (o.consistency && !(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
   const maskSets = o.maskAug?.length ? o.maskAug.map((p) => maskSet(h, w, { patch: p })) : undefined;
   for (; epoch < o.epochs; epoch++) {
