@@ -91,6 +91,17 @@ describe('advpurify CLI', () => {
     const r14 = await cli(['certify', '--dataset', 'mnist', '--base', 'dds-cons', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);
     expect(r14.code).toBe(1);
     expect(r14.stderr).toMatch(/classifier-dds-cons0\.3.*--purify-sigma 0\.3 --consistency 5 --init models\/mnist\/classifier-dds0\.3 --variant/);
+    // the restore-aware classifier: one augmentation at a time, restore's own settings, and a clear error where no
+    // restoration model ships (MNIST), before any training starts
+    const r15 = await cli(['train', 'classifier', '--dataset', 'fashion-mnist', '--restore-aug', '--purify-aug', '450', '--out', join(dir, 'never')]);
+    expect([r15.code, r15.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--restore-aug .*excludes --purify-aug and --purify-sigma/)]);
+    const r16 = await cli(['train', 'classifier', '--dataset', 'fashion-mnist', '--restore-aug', '--purify-steps', '3', '--out', join(dir, 'never')]);
+    expect([r16.code, r16.stderr]).toEqual([2, expect.stringMatching(/USAGE.*drop --purify-steps/)]);
+    const r17 = await cli(['train', 'classifier', '--dataset', 'mnist', '--restore-aug', '--out', join(dir, 'never'), '--checkpoint', join(dir, 'never.ckpt')]);
+    expect(r17.code).toBe(1);
+    expect(r17.stderr).toMatch(/restoration weights .*advpurify train restore/);
+    expect(r17.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {

@@ -40,6 +40,7 @@ export const OPTIONS = {
   'mask-aug': { type: 'string' },
   'purify-aug': { type: 'string' },
   'purify-sigma': { type: 'string' },
+  'restore-aug': { type: 'boolean' },
   'purify-model': { type: 'string' },
   'purify-steps': { type: 'string' },
   'purify-fraction': { type: 'string' },

@@ -116,6 +116,8 @@ const train: Command = async (pos, f) => {
     const ddsSigma = num(f['purify-sigma'], 'purify-sigma');
     if (ddsSigma !== undefined && tStars?.length) throw new UsageError('--purify-aug (diffpure at t*) and --purify-sigma (denoised smoothing) exclude each other');
     if (ddsSigma !== undefined && !(ddsSigma > 0 && ddsSigma <= 2)) throw new UsageError(`--purify-sigma must be a noise level in (0, 2], got "${f['purify-sigma']}"`);
+    if (f['restore-aug'] && (ddsSigma !== undefined || tStars?.length)) throw new UsageError('--restore-aug (restored degraded images) excludes --purify-aug and --purify-sigma');
+    if (f['restore-aug'] && f['purify-steps'] !== undefined) throw new UsageError('--restore-aug restores with mode restore\'s defaults: drop --purify-steps');
     if (ddsSigma !== undefined && f['noise-sigma'] !== undefined) throw new UsageError('--purify-sigma adds its own noise (then denoises it): drop --noise-sigma');
     const fraction = num(f['purify-fraction'], 'purify-fraction');
     const lambda = num(f.consistency, 'consistency');
@@ -133,7 +135,9 @@ const train: Command = async (pos, f) => {
       ? await augment.ddsAugmenter({ model: f['purify-model'] ?? dataset, sigma: ddsSigma, fraction })
       : tStars?.length
         ? await augment.purifyAugmenter({ model: f['purify-model'] ?? dataset, tStars, steps: num(f['purify-steps'], 'purify-steps'), fraction })
-        : undefined;
+        : f['restore-aug']
+          ? await augment.restoreAugmenter({ model: f['purify-model'] ?? dataset, fraction })
+          : undefined;
     const r = await trainClassifier({
       dataset, seed, weightsDtype, purifyAug, purifiedValCount: num(f['purified-val-count'], 'purified-val-count'), out: f.out ?? join('models', dataset, variant), checkpoint: f.checkpoint ?? join('runs', dataset, `${variant}.ckpt`),
       epochs: num(f.epochs, 'epochs') ?? 12, batchSize: num(f['batch-size'], 'batch-size') ?? 128, lr: num(f.lr, 'lr') ?? 2e-3,

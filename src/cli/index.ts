@@ -4,7 +4,7 @@
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma [--consistency L] --variant --init --weights-dtype float16|uint8]
- *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000] [--purify-sigma 0.5]
+ *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000] [--purify-sigma 0.5] [--restore-aug]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf
@@ -56,6 +56,10 @@ export const COMMAND_HELP: Record<string, string> = {
                                               denoised smoothing's base classifier: batches one-shot denoised from
                                               x + N(0, S^2) (epoch chosen by the smoothed classifier's validation ACR);
                                               with --consistency L, over --noise-draws separately denoised copies
+              --restore-aug [--purify-fraction 0.5 --purify-model NAME --purified-val-count 1000]
+                                              the classifier behind mode restore: part of each batch damaged by random
+                                              degradation sequences, then restored (epoch chosen by the mean of clean
+                                              and restored validation accuracies)
   diffusion:  --steps N --decay-from N
   restore:    --steps N --decay-from N --init PATH --validate-every N`,
   certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy,consistency,dds-ft,dds-cons --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001

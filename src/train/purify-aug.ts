@@ -8,6 +8,9 @@
  * there, the diffusion model's one-shot denoising of x + N(0, S^2) (Carlini et al. 2023 fine-tune theirs too).
  */
 import { tf, type Tensor4D } from '../backend/index.js';
+import { randomSequence } from '../degradations/index.js';
+import { mulberry32 } from '../util/rng.js';
+import { restoreWeightsPath } from '../models/restore-model.js';
 import { denoisedBase } from '../../certify/bases.js';
 import { loadDiffusionModel } from '../purify/index.js';
 import { weightsFingerprint } from '../models/weights.js';
@@ -75,5 +78,69 @@ export async function ddsAugmenter(o: DdsAugOptions): Promise<BatchPurifier> {
     purify: (x: Tensor4D, seed: number) => tf.tidy(() => denoise(noisy(x, seed))),
     validate: { [`dds sigma=${o.sigma}`]: (x: Tensor4D) => tf.tidy(() => denoise(noisy(x, 2027))) },
     smoothing: { sigma: o.sigma, denoise },
+  };
+}
+
+export interface RestoreAugOptions {
+  /** shipped model name or directory holding the restoration weights (default: the data set's) */
+  model: string;
+  /** share of each batch degraded and restored (default 0.5: the other half stays clean, unrestored) */
+  fraction?: number;
+  /** images per degradation sequence (default 4, as the restoration trainer) */
+  group?: number;
+  /** sequence lengths 1..maxLength (default 3) */
+  maxLength?: number;
+  /** share of the groups left undegraded but still restored (default 0.1): restore() also sees clean images */
+  cleanFraction?: number;
+  /** validation images per setting are degraded with this seed (default 2027) */
+  validationSeed?: number;
+}
+
+/**
+ * Batches whose rows are damaged, group by group, by a random sequence of 1..maxLength synchronous degradations at
+ * random severities 1..5 (sequence seeds are multiples of 4 plus 2: even like the restoration trainer's, never the
+ * corruption benchmark's odd ones), then restored by `mode: 'restore'` with its defaults. Validation measures the
+ * classifier after restoring fixed degraded validation images and after restoring the clean ones.
+ */
+export async function restoreAugmenter(o: RestoreAugOptions): Promise<BatchPurifier> {
+  const fraction = o.fraction ?? 0.5;
+  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  const group = o.group ?? 4;
+  const maxLength = o.maxLength ?? 3;
+  const cleanFraction = o.cleanFraction ?? 0.1;
+  if (!(Number.isInteger(group) && group >= 1)) throw new RangeError(`group must be a positive integer, got ${group}`);
+  if (!(Number.isInteger(maxLength) && maxLength >= 1)) throw new RangeError(`maxLength must be a positive integer, got ${maxLength}`);
+  if (!(cleanFraction >= 0 && cleanFraction <= 1)) throw new RangeError(`cleanFraction must be in [0, 1], got ${cleanFraction}`);
+  const restorer = await createPurifier({ model: o.model, mode: 'restore', validate: false });
+  const degrade = (x: Tensor4D, seed: number, clean: number): Tensor4D =>
+    tf.tidy(() => {
+      const rng = mulberry32(seed);
+      const n = x.shape[0];
+      const parts: Tensor4D[] = [];
+      for (let g = 0; g < n; g += group) {
+        const part = x.slice([g, 0, 0, 0], [Math.min(group, n - g), -1, -1, -1]) as Tensor4D;
+        const length = 1 + Math.floor(rng() * maxLength);
+        const seqSeed = 4 * Math.floor(rng() * 2 ** 28) + 2;
+        if (rng() < clean) parts.push(part);
+        else parts.push(randomSequence({ length, seed: seqSeed, channels: x.shape[3] }).applySync(part).y);
+      }
+      return tf.concat(parts, 0) as Tensor4D;
+    });
+  const restore = (x: Tensor4D) => restorer.purify(x) as Tensor4D;
+  const vSeed = o.validationSeed ?? 2027;
+  return {
+    method: 'restore',
+    restorer: restorer.options.restorer,
+    steps: restorer.options.steps,
+    fraction,
+    group,
+    maxLength,
+    cleanFraction,
+    restoration: weightsFingerprint(restoreWeightsPath(modelPath(o.model))),
+    purify: (x: Tensor4D, seed: number) => tf.tidy(() => restore(degrade(x, seed, cleanFraction))),
+    validate: {
+      'restored corrupted': (x: Tensor4D) => tf.tidy(() => restore(degrade(x, vSeed, 0))),
+      'restored clean': (x: Tensor4D) => restore(x),
+    },
   };
 }
