@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf, type Tensor4D } from '../src/backend/index.js';
-import { batch, loadDataset, take } from '../src/data/index.js';
+import { batch, loadFixture, take } from '../src/data/index.js';
 import { createPurifier } from '../src/purify/index.js';
 import { loadWeights } from '../src/models/weights.js';
 import { trainClassifier } from '../src/train/classifier.js';
@@ -23,7 +23,7 @@ describe('restore-aware classifier training', () => {
   it('damages and restores rows, reproducibly per seed, and restores clean validation images exactly as purify() does', async () => {
     const aug = await restoreAugmenter({ model: 'fashion-mnist', cleanFraction: 0 });
     const restorer = await createPurifier({ model: 'fashion-mnist', mode: 'restore', validate: false });
-    const { x } = batch(take(loadDataset('fashion-mnist', 'fixture'), 8), [0, 1, 2, 3, 4, 5, 6, 7]);
+    const { x } = batch(take(loadFixture(), 8), [0, 1, 2, 3, 4, 5, 6, 7]);
     const before = tf.memory().numTensors;
     const got = aug.purify(x as Tensor4D, 42, 0);
     const again = aug.purify(x as Tensor4D, 42, 0);
@@ -48,7 +48,7 @@ describe('restore-aware classifier training', () => {
   it('with cleanFraction 1 only restores (no degradation), and refuses settings out of range', async () => {
     const aug = await restoreAugmenter({ model: 'fashion-mnist', cleanFraction: 1 });
     const restorer = await createPurifier({ model: 'fashion-mnist', mode: 'restore', validate: false });
-    const { x } = batch(take(loadDataset('fashion-mnist', 'fixture'), 4), [0, 1, 2, 3]);
+    const { x } = batch(take(loadFixture(), 4), [0, 1, 2, 3]);
     const got = aug.purify(x as Tensor4D, 7, 0);
     const want = restorer.purify(x as Tensor4D) as tf.Tensor;
     expect(diff(got, want)).toBeLessThan(1e-6);
@@ -62,9 +62,10 @@ describe('restore-aware classifier training', () => {
 
   it('trains on restored batches and keeps the epoch by the mean of clean and restored validation accuracies', async () => {
     const lines: string[] = [];
+    // (MNIST's digits, always installed, through the Fashion-MNIST restoration model: the mechanics are the same)
     const purifyAug = await restoreAugmenter({ model: 'fashion-mnist' });
     const r = await trainClassifier({
-      dataset: 'fashion-mnist', out: join(dir, 'c'), checkpoint: join(dir, 'c.ckpt'), epochs: 1, stepsPerEpoch: 2, batchSize: 8, lr: 1e-3, seed: 2,
+      dataset: 'mnist', out: join(dir, 'c'), checkpoint: join(dir, 'c.ckpt'), epochs: 1, stepsPerEpoch: 2, batchSize: 8, lr: 1e-3, seed: 2,
       widths: [4, 8, 16], purifyAug, purifiedValCount: 20, bnCalibrationCount: 256, log: (l: string) => lines.push(l),
     });
     expect(r.selectedBy).toBe('clean+purified');
