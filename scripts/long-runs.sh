@@ -76,8 +76,9 @@ models_links() { # dir (runs/<ds>/experiments/<name>), dataset, [shipped files]:
   for f in "$@"; do ln -sfn ../../../../../../models/$ds/$f $d/$f; done
 }
 
-link_weights() { # dir, dataset, variant: the weights trained to <dir>/<variant>.{json,bin}, linked into that models directory
-  local e; for e in json bin; do ln -sfn ../../$3.$e $1/models/$2/$3.$e; done
+link_weights() { # dir, dataset, variant, [name]: the weights trained to <dir>/<variant>.{json,bin}, linked into that
+  # models directory as <name> (default: the variant's own name; e.g. `classifier` to stand in for the shipped one)
+  local e; for e in json bin; do ln -sfn ../../$3.$e $1/models/$2/${4:-$3}.$e; done
 }
 
 done_before() { # name, log file: whether the step already ended with exit 0 (its checkpoint need not be kept)
@@ -225,23 +226,18 @@ case "${1:-}" in
     # sequences, then restored; 2 epochs from the shipped classifier), then the corruption benchmark on validation
     # images 0-199 with it in the classifier's place (raw and restore), to compare with runs/fashion-mnist/restore-val/default.
     # The weights stay in runs/fashion-mnist/experiments/restore-clf/ (the 10 MB model budget).
-    exp=runs/fashion-mnist/experiments/restore-clf
-    models_links $exp fashion-mnist
-    out=$exp/classifier-restore
-    done_before restore-clf-train $out.log || step restore-clf-train $out.log $CLI train classifier --dataset fashion-mnist --restore-aug \
-      --init models/fashion-mnist/classifier --variant classifier-restore --out $out --checkpoint $out.ckpt --lr 5e-4 --epochs 2 \
-      --weights-dtype uint8 --seed 1 || exit 1
-    for e in json bin; do ln -sfn ../../classifier-restore.$e $exp/models/fashion-mnist/classifier.$e; done
-    ADVPURIFY_MODELS=$exp/models step restore-clf-val $exp/val.log $CLI bench corruptions --split val --count 200 --preprocessors raw,restore --out $exp/val
+    restore_clf_stage() { # experiment directory, init weights, lr, seed, step-name suffix: train, link as `classifier`, benchmark
+      local exp=$1 out=$1/classifier-restore
+      models_links $exp fashion-mnist
+      done_before restore-clf-train$5 $out.log || step restore-clf-train$5 $out.log $CLI train classifier --dataset fashion-mnist --restore-aug \
+        --init $2 --variant classifier-restore --out $out --checkpoint $out.ckpt --lr $3 --epochs 2 --weights-dtype uint8 --seed $4 || return 1
+      link_weights $exp fashion-mnist classifier-restore classifier
+      ADVPURIFY_MODELS=$exp/models step restore-clf-val$5 $exp/val.log $CLI bench corruptions --split val --count 200 --preprocessors raw,restore --out $exp/val
+    }
+    restore_clf_stage runs/fashion-mnist/experiments/restore-clf models/fashion-mnist/classifier 5e-4 1 "" || exit 1
     # (validation, 2026-12-01: severity 3 86.6 -> 87.4%, clean 94.0 -> 93.0%; restored corrupted rose 78.7 -> 79.8% from epoch
     # 1 to 2, so a second stage: 2 more epochs from it at half the rate, in experiments/restore-clf2)
-    exp2=runs/fashion-mnist/experiments/restore-clf2
-    models_links $exp2 fashion-mnist
-    out2=$exp2/classifier-restore
-    done_before restore-clf-train2 $out2.log || step restore-clf-train2 $out2.log $CLI train classifier --dataset fashion-mnist --restore-aug \
-      --init $out --variant classifier-restore --out $out2 --checkpoint $out2.ckpt --lr 2.5e-4 --epochs 2 --weights-dtype uint8 --seed 2 || exit 1
-    for e in json bin; do ln -sfn ../../classifier-restore.$e $exp2/models/fashion-mnist/classifier.$e; done
-    ADVPURIFY_MODELS=$exp2/models step restore-clf-val2 $exp2/val.log $CLI bench corruptions --split val --count 200 --preprocessors raw,restore --out $exp2/val
+    restore_clf_stage runs/fashion-mnist/experiments/restore-clf2 runs/fashion-mnist/experiments/restore-clf/classifier-restore 2.5e-4 2 2 || exit 1
     ;;
   restore-clf-test)
     # issue #7's corruption benchmark on the test set (1,000 images, raw and restore; ~45 min on one core) with the

@@ -17,6 +17,12 @@ import { weightsFingerprint } from '../models/weights.js';
 import { createPurifier, modelPath } from '../purify/index.js';
 import type { BatchPurifier } from './classifier.js';
 
+/** The share of each batch an augmenter replaces, in (0, 1]. */
+function checkedFraction(fraction: number): number {
+  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  return fraction;
+}
+
 export interface PurifyAugOptions {
   /** shipped model name or directory of the diffusion weights (default: the data set's) */
   model: string;
@@ -31,8 +37,7 @@ export interface PurifyAugOptions {
 }
 
 export async function purifyAugmenter(o: PurifyAugOptions): Promise<BatchPurifier> {
-  const fraction = o.fraction ?? 0.5;
-  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  const fraction = checkedFraction(o.fraction ?? 0.5);
   if (o.tStars.length === 0) throw new RangeError('purify-aug needs at least one t*');
   const purifiers = await Promise.all(o.tStars.map((tStar) => createPurifier({ model: o.model, mode: 'diffpure', tStar, steps: o.steps, validate: false })));
   const vSeed = o.validationSeed ?? 2027;
@@ -63,8 +68,7 @@ export interface DdsAugOptions {
  * (denoise-then-classify) classifier's validation ACR.
  */
 export async function ddsAugmenter(o: DdsAugOptions): Promise<BatchPurifier> {
-  const fraction = o.fraction ?? 1;
-  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  const fraction = checkedFraction(o.fraction ?? 1);
   if (!(o.sigma > 0 && o.sigma <= 2)) throw new RangeError(`purify-sigma must be in (0, 2], got ${o.sigma}`);
   const dm = await loadDiffusionModel(o.model);
   const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier": the denoised image
@@ -103,8 +107,7 @@ export interface RestoreAugOptions {
  * classifier after restoring fixed degraded validation images and after restoring the clean ones.
  */
 export async function restoreAugmenter(o: RestoreAugOptions): Promise<BatchPurifier> {
-  const fraction = o.fraction ?? 0.5;
-  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`purify-fraction must be in (0, 1], got ${fraction}`);
+  const fraction = checkedFraction(o.fraction ?? 0.5);
   const group = o.group ?? 4;
   const maxLength = o.maxLength ?? 3;
   const cleanFraction = o.cleanFraction ?? 0.1;
