@@ -6,9 +6,9 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-11-30 (session 21): issue #6's patch rows, issue #7's x0-design row and Fashion-MNIST's dds-ft
-# tables are done; core 1 runs issue #5's lane ddscons (Fashion-MNIST dds-ft + consistency, sigma 1 then 0.5, each
-# with its test rows), then cons-fashion; core 2 runs MNIST's dds-ft sigma 1 and 0.25 and their table, then lane
+# The queue as of 2026-12-01 (session 22): issue #7's restore-aware classifier (lane restore-clf) and its test run are
+# done; core 1 runs issue #5's lane ddscons (Fashion-MNIST sigma 1 done; sigma 0.5 trains, then its test rows), then
+# cons-fashion and issue #7's x0-design L2 row; core 2 runs MNIST's dds-ft table (sigma 0.25: 35 digits logged), then lane
 # consistency (MNIST's is done; it ends with cons-fashion). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
