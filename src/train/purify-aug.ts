@@ -12,9 +12,8 @@ import { randomSequence } from '../degradations/index.js';
 import { mulberry32 } from '../util/rng.js';
 import { restoreWeightsPath } from '../models/restore-model.js';
 import { denoisedBase } from '../../certify/bases.js';
-import { loadDiffusionModel } from '../purify/index.js';
 import { weightsFingerprint } from '../models/weights.js';
-import { createPurifier, modelPath } from '../purify/index.js';
+import { createPurifier, loadDiffusionModel, modelPath } from '../purify/index.js';
 import type { BatchPurifier } from './classifier.js';
 
 /** The share of each batch an augmenter replaces, in (0, 1]. */
