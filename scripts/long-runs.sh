@@ -6,10 +6,9 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-01 (session 22): issue #7's restore-aware classifier (lane restore-clf) and its test run are
-# done; core 1 runs issue #5's lane ddscons (Fashion-MNIST sigma 1 done; sigma 0.5 trains, then its test rows), then
-# cons-fashion and issue #7's x0-design L2 row; core 2 runs MNIST's dds-ft table (sigma 0.25: 35 digits logged), then lane
-# consistency (MNIST's is done; it ends with cons-fashion). One lane per core (each runs the lanes below in order):
+# The queue as of 2026-12-01 (session 23): core 1 runs issue #5's lane ddscons (Fashion-MNIST sigma 0.5's test rows),
+# then issue #7's x0-design L2 row, then cons-fashion; core 2 runs cons-fashion (Fashion-MNIST consistency, sigma 1
+# first), then MNIST's dds-ft table (sigma 0.25: 35 digits logged), then lane consistency (ends with cons-fashion). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -216,6 +215,7 @@ case "${1:-}" in
         runs/fashion-mnist/classifier-consistency$s.log $CLI train classifier --dataset fashion-mnist --variant classifier-consistency$s \
         --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s --noise-sigma $s --consistency 5 --lr 1e-3 \
         --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
+      wait_for cons-fashion-mnist-$s # (the other lane may be training it: link and certify its finished weights only)
       link_weights $exp fashion-mnist classifier-consistency$s
       ADVPURIFY_MODELS=$exp/models step cert-fashion-cons-$s $exp/certify.log $CERT --dataset fashion-mnist --base consistency --sigma $s --out $exp/certify || exit 1
     done
@@ -391,7 +391,7 @@ case "${1:-}" in
     "$SELF" restore-test x0
     # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
     # with core 2, which ends with cons-fashion too)
-    "$SELF" ddscons; "$SELF" cons-fashion; "$SELF" restore-test x0-l2
+    "$SELF" ddscons; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -411,7 +411,9 @@ case "${1:-}" in
     done_before bench-patch-down runs/fashion-mnist/bench-patch.log || step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     # (session 22: issue #7's restore-aware classifier before the rest of MNIST's dds-ft table)
     # (stage 1 of restore-clf kept on validation: severity 3 87.4% and clean 93.0% against stage 2's 87.2 / 92.5%)
-    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddsft; "$SELF" consistency
+    # (session 23: Fashion-MNIST's consistency sigma 1, the base most likely to lift issue #5's r 1.5 figure, before
+    # the rest of MNIST's dds-ft table; core 1 joins cons-fashion when it gets there)
+    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
