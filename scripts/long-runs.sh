@@ -7,8 +7,9 @@
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
 # The queue as of 2026-12-01 (session 23): core 1 runs issue #5's lane ddscons (Fashion-MNIST sigma 0.5's test rows),
-# then issue #7's x0-design L2 row, then cons-fashion; core 2 runs cons-fashion (Fashion-MNIST consistency, sigma 1
-# first), then MNIST's dds-ft table (sigma 0.25: 35 digits logged), then lane consistency (ends with cons-fashion). One lane per core (each runs the lanes below in order):
+# then `ddscons mnist` with core 2, then issue #7's x0-design L2 row, then cons-fashion; core 2 runs `ddscons mnist`
+# (MNIST's dds-cons, sigma 0.5 then 1), then cons-fashion (Fashion-MNIST consistency; sigma 1 has 1 of 4 epochs), then
+# MNIST's dds-ft table (sigma 0.25: 36 digits logged), then lane consistency (ends with cons-fashion). One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -187,19 +188,27 @@ case "${1:-}" in
   ddscons)
     # issue #5: denoised smoothing's classifier fine-tuned with consistency regularization over two separately noised
     # and denoised copies of each image (--purify-sigma S --consistency 5), as a second stage on the dds-ft classifier
-    # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), 2 epochs (~25 min
-    # each on one core: two U-Net passes per image), the epoch kept by the smoothed classifier's validation ACR; then
-    # the test rows (--base dds-cons). Fashion-MNIST sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1).
-    # Weights in runs/fashion-mnist/experiments/dds-cons/ (the 10 MB model budget), read through a models directory of links.
-    exp=runs/fashion-mnist/experiments/dds-cons
-    models_links $exp fashion-mnist diffusion.json diffusion.bin
-    for s in 1 0.5; do
+    # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), the epoch kept
+    # by the smoothed classifier's validation ACR; then the test rows (--base dds-cons). `ddscons` is Fashion-MNIST:
+    # sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1), 2 epochs (~25 min each on one core: two U-Net passes
+    # per image). `ddscons mnist` (session 23, after Fashion-MNIST's sigma 0.5 led dds-ft at r 1.0 by 14 points on its
+    # first 42 test images): sigma 0.5 (r 1.0 / 1.5), then 1 (r 2.0), 4 epochs of the 8,000 digits (~10 min each).
+    # Weights in runs/<ds>/experiments/dds-cons/ (the 10 MB model budgets), read through a models directory of links.
+    # Two lanes may run it at once: one trains or certifies a sigma while the other takes the next.
+    ds=${2:-fashion-mnist}
+    if [ $ds = mnist ]; then sigmas="0.5 1"; ep=4; short=mnist; else sigmas="1 0.5"; ep=2; short=fashion; fi
+    exp=runs/$ds/experiments/dds-cons
+    models_links $exp $ds diffusion.json diffusion.bin
+    for s in $sigmas; do
       out=$exp/classifier-dds-cons$s
-      done_before ddscons-fashion-mnist-$s $out.log || step ddscons-fashion-mnist-$s $out.log $CLI train classifier --dataset fashion-mnist \
-        --purify-sigma $s --consistency 5 --init runs/fashion-mnist/experiments/dds-ft/classifier-dds$s --variant classifier-dds-cons$s \
-        --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs 2 --weights-dtype uint8 --seed 1 || exit 1
-      link_weights $exp fashion-mnist classifier-dds-cons$s
-      ADVPURIFY_MODELS=$exp/models step cert-fashion-ddscons-$s $exp/certify.log $CERT --dataset fashion-mnist --base dds-cons --sigma $s --out $exp/certify || exit 1
+      init=runs/$ds/experiments/dds-ft/classifier-dds$s; [ -f $init.json ] || init=models/$ds/classifier-dds$s
+      done_before ddscons-$ds-$s $out.log || step ddscons-$ds-$s $out.log $CLI train classifier --dataset $ds \
+        --purify-sigma $s --consistency 5 --init $init --variant classifier-dds-cons$s \
+        --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
+      wait_for ddscons-$ds-$s # (the other lane may be training it: link and certify its finished weights only)
+      done_before ddscons-$ds-$s $out.log || exit 1
+      link_weights $exp $ds classifier-dds-cons$s
+      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
     done
     ;;
   cons-fashion)
@@ -391,7 +400,7 @@ case "${1:-}" in
     "$SELF" restore-test x0
     # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
     # with core 2, which ends with cons-fashion too)
-    "$SELF" ddscons; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
+    "$SELF" ddscons; "$SELF" ddscons mnist; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -413,7 +422,9 @@ case "${1:-}" in
     # (stage 1 of restore-clf kept on validation: severity 3 87.4% and clean 93.0% against stage 2's 87.2 / 92.5%)
     # (session 23: Fashion-MNIST's consistency sigma 1, the base most likely to lift issue #5's r 1.5 figure, before
     # the rest of MNIST's dds-ft table; core 1 joins cons-fashion when it gets there)
-    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
+    # (then MNIST's dds-cons, session 23: Fashion-MNIST's noisy-base consistency sigma 1 scored validation ACR 0.754
+    # after its first epoch, against Cohen's 0.747 and dds-cons's 0.831, so it waits)
+    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
@@ -430,7 +441,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [mnist]|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
