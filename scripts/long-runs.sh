@@ -209,6 +209,10 @@ case "${1:-}" in
       done_before ddscons-$ds-$s $out.log || exit 1
       link_weights $exp $ds classifier-dds-cons$s
       ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
+      # (a lane that found the other certifying this sigma joins it from the last image down; runs sharing a log skip
+      # each other's images, so after a finished run this step ends at once)
+      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
+        --indices 99-0 || exit 1
     done
     ;;
   cons-fashion)
