@@ -192,7 +192,8 @@ case "${1:-}" in
     # by the smoothed classifier's validation ACR; then the test rows (--base dds-cons). `ddscons` is Fashion-MNIST:
     # sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1), 2 epochs (~25 min each on one core: two U-Net passes
     # per image). `ddscons mnist` (session 23, after Fashion-MNIST's sigma 0.5 led dds-ft at r 1.0 by 14 points on its
-    # first 42 test images): sigma 0.5 (r 1.0 / 1.5), then 1 (r 2.0), 4 epochs of the 8,000 digits (~10 min each).
+    # first 42 test images): sigma 0.5 (r 1.0 / 1.5), then 1 (r 2.0), 4 epochs of the 8,000 digits (~14 min each with
+    # its validation).
     # Weights in runs/<ds>/experiments/dds-cons/ (the 10 MB model budgets), read through a models directory of links.
     # Two lanes may run it at once: one trains or certifies a sigma while the other takes the next.
     ds=${2:-fashion-mnist}
@@ -229,6 +230,7 @@ case "${1:-}" in
         --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s --noise-sigma $s --consistency 5 --lr 1e-3 \
         --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
       wait_for cons-fashion-mnist-$s # (the other lane may be training it: link and certify its finished weights only)
+      done_before cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log || exit 1
       link_weights $exp fashion-mnist classifier-consistency$s
       ADVPURIFY_MODELS=$exp/models step cert-fashion-cons-$s $exp/certify.log $CERT --dataset fashion-mnist --base consistency --sigma $s --out $exp/certify || exit 1
     done
@@ -424,10 +426,9 @@ case "${1:-}" in
     done_before bench-patch-down runs/fashion-mnist/bench-patch.log || step bench-patch-down runs/fashion-mnist/bench-patch.log $CLI bench patch --count 200 --indices 199-0
     # (session 22: issue #7's restore-aware classifier before the rest of MNIST's dds-ft table)
     # (stage 1 of restore-clf kept on validation: severity 3 87.4% and clean 93.0% against stage 2's 87.2 / 92.5%)
-    # (session 23: Fashion-MNIST's consistency sigma 1, the base most likely to lift issue #5's r 1.5 figure, before
-    # the rest of MNIST's dds-ft table; core 1 joins cons-fashion when it gets there)
-    # (then MNIST's dds-cons, session 23: Fashion-MNIST's noisy-base consistency sigma 1 scored validation ACR 0.754
-    # after its first epoch, against Cohen's 0.747 and dds-cons's 0.831, so it waits)
+    # (session 23: MNIST's dds-cons with core 1, then Fashion-MNIST's noisy-base consistency (sigma 1 scored validation
+    # ACR 0.754 after its first epoch, against Cohen's 0.747 and dds-cons's 0.831, so it came second), then the rest of
+    # MNIST's dds-ft table)
     "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
     ;;
   status)
