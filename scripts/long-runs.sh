@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-01 (session 23): core 1 runs issue #5's lane ddscons (Fashion-MNIST sigma 0.5's test rows),
-# then `ddscons mnist` with core 2, then issue #7's x0-design L2 row, then cons-fashion; core 2 runs `ddscons mnist`
-# (MNIST's dds-cons, sigma 0.5 then 1), then cons-fashion (Fashion-MNIST consistency; sigma 1 has 1 of 4 epochs), then
-# MNIST's dds-ft table (sigma 0.25: 36 digits logged), then lane consistency (ends with cons-fashion). One lane per core (each runs the lanes below in order):
+# The queue as of 2026-12-01 (session 23): both cores run `ddscons mnist` (MNIST's dds-cons: sigma 0.5 and its test
+# rows done; sigma 1 trains, then its rows, shared by the two lanes); then core 1 runs issue #7's x0-design L2 row and
+# cons-fashion, core 2 cons-fashion (Fashion-MNIST's noisy-base consistency; sigma 1 has 1 of 4 epochs), MNIST's dds-ft
+# table (sigma 0.25: 36 digits logged) and lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -191,9 +191,9 @@ case "${1:-}" in
     # of that sigma (from the clean classifier, consistency collapsed in the noisy-base runs: README), the epoch kept
     # by the smoothed classifier's validation ACR; then the test rows (--base dds-cons). `ddscons` is Fashion-MNIST:
     # sigma 1 (issue #5's r 1.5 / 2 goals), then 0.5 (r 0.5 / 1), 2 epochs (~25 min each on one core: two U-Net passes
-    # per image). `ddscons mnist` (session 23, after Fashion-MNIST's sigma 0.5 led dds-ft at r 1.0 by 14 points on its
-    # first 42 test images): sigma 0.5 (r 1.0 / 1.5), then 1 (r 2.0), 4 epochs of the 8,000 digits (~14 min each with
-    # its validation).
+    # per image). `ddscons mnist` (session 23, after Fashion-MNIST's sigma 0.5 led dds-ft at r 1.0 on its test images,
+    # 61 vs 54%): sigma 0.5 (r 1.0 / 1.5; done, 90 / 60%), then 1 (r 2.0), 4 epochs of the 8,000 digits (~14 min each
+    # with its validation).
     # Weights in runs/<ds>/experiments/dds-cons/ (the 10 MB model budgets), read through a models directory of links.
     # Two lanes may run it at once: one trains or certifies a sigma while the other takes the next.
     ds=${2:-fashion-mnist}
