@@ -9,7 +9,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { certifiedAccuracy, DEFAULT_RADII, readLog, type LogRow } from '../certify/run.js';
+import { certifiedAccuracy, DEFAULT_RADII, readLog, settingsPath, type LogRow, type LogSettings } from '../certify/run.js';
 
 const args = process.argv.slice(2);
 const countAt = args.indexOf('--count');
@@ -25,14 +25,13 @@ const dirs = [join(root, 'certify'), ...(existsSync(join(root, 'experiments')) ?
 const logs: Log[] = [];
 for (const dir of dirs) {
   for (const f of readdirSync(dir).sort()) {
-    const m = /^(.+)-sigma([0-9.]+)\.tsv$/.exec(f);
-    if (!m) continue;
-    const settingsFile = join(dir, `${f.slice(0, -4)}.settings.json`);
+    if (!f.endsWith('.tsv')) continue;
+    const settingsFile = settingsPath(join(dir, f));
     if (!existsSync(settingsFile)) continue;
-    const s = JSON.parse(readFileSync(settingsFile, 'utf8')) as { dataset: string; n: number; alpha: number };
+    const s = JSON.parse(readFileSync(settingsFile, 'utf8')) as LogSettings;
     if (s.dataset !== `${dataset}/test`) continue;
     const rows = readLog(join(dir, f)).filter((r) => r.index < count);
-    logs.push({ dir, base: m[1], sigma: Number(m[2]), n: s.n, alpha: s.alpha, rows, complete: rows.length === count });
+    logs.push({ dir, base: s.base, sigma: s.sigma, n: s.n, alpha: s.alpha, rows, complete: rows.length === count });
   }
 }
 if (logs.length === 0) throw new Error(`no certify logs of ${dataset}'s test images under ${root}`);
