@@ -85,6 +85,14 @@ done_before() { # name, log file: whether the step already ended with exit 0 (it
   grep -q "end $1 (exit 0)" "$2" 2>/dev/null
 }
 
+trained() { # name, log file, command...: the step has finished with exit 0, run here or by another lane (whose run
+  # `step` skips and this waits for), so what it wrote may be used; fails when it did not end well
+  done_before "$1" "$2" && return 0
+  step "$@" || return 1
+  wait_for "$1"
+  done_before "$1" "$2"
+}
+
 # issue #4's four purifier rows: name -> log file (runs/robustness/<norm>-<defence>.log)
 ROWS="diffpure-linf oneshot-l2 oneshot-linf diffpure-l2"
 row_log() { local def=${1%%-*} norm=${1#*-}; echo "runs/robustness/$norm-$def.log"; }
@@ -195,19 +203,19 @@ case "${1:-}" in
     # 61 vs 54%): sigma 0.5 (r 1.0 / 1.5; done, 90 / 60%), then 1 (r 2.0), 4 epochs of the 8,000 digits (~14 min each
     # with its validation).
     # Weights in runs/<ds>/experiments/dds-cons/ (the 10 MB model budgets), read through a models directory of links.
-    # Two lanes may run it at once: one trains or certifies a sigma while the other takes the next.
+    # Two lanes may run it at once (`trained` waits for a training the other lane runs; a certification the other
+    # runs is joined from the last image down).
     ds=${2:-fashion-mnist}
-    if [ $ds = mnist ]; then sigmas="0.5 1"; ep=4; short=mnist; else sigmas="1 0.5"; ep=2; short=fashion; fi
+    if [ $ds = mnist ]; then sigmas="0.5 1"; ep=4; else sigmas="1 0.5"; ep=2; fi
+    short=${ds%-mnist} # step names: cert-fashion-..., cert-mnist-...
     exp=runs/$ds/experiments/dds-cons
     models_links $exp $ds diffusion.json diffusion.bin
     for s in $sigmas; do
       out=$exp/classifier-dds-cons$s
       init=runs/$ds/experiments/dds-ft/classifier-dds$s; [ -f $init.json ] || init=models/$ds/classifier-dds$s
-      done_before ddscons-$ds-$s $out.log || step ddscons-$ds-$s $out.log $CLI train classifier --dataset $ds \
+      trained ddscons-$ds-$s $out.log $CLI train classifier --dataset $ds \
         --purify-sigma $s --consistency 5 --init $init --variant classifier-dds-cons$s \
         --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
-      wait_for ddscons-$ds-$s # (the other lane may be training it: link and certify its finished weights only)
-      done_before ddscons-$ds-$s $out.log || exit 1
       link_weights $exp $ds classifier-dds-cons$s
       ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
       # (a lane that found the other certifying this sigma joins it from the last image down; runs sharing a log skip
@@ -225,12 +233,9 @@ case "${1:-}" in
     exp=runs/fashion-mnist/experiments/consistency
     models_links $exp fashion-mnist
     for s in 1 0.5 0.25; do
-      done_before cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log || step cons-fashion-mnist-$s \
-        runs/fashion-mnist/classifier-consistency$s.log $CLI train classifier --dataset fashion-mnist --variant classifier-consistency$s \
-        --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s --noise-sigma $s --consistency 5 --lr 1e-3 \
-        --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
-      wait_for cons-fashion-mnist-$s # (the other lane may be training it: link and certify its finished weights only)
-      done_before cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log || exit 1
+      trained cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log $CLI train classifier --dataset fashion-mnist \
+        --variant classifier-consistency$s --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s \
+        --noise-sigma $s --consistency 5 --lr 1e-3 --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
       link_weights $exp fashion-mnist classifier-consistency$s
       ADVPURIFY_MODELS=$exp/models step cert-fashion-cons-$s $exp/certify.log $CERT --dataset fashion-mnist --base consistency --sigma $s --out $exp/certify || exit 1
     done
