@@ -205,22 +205,36 @@ case "${1:-}" in
     # Weights in runs/<ds>/experiments/dds-cons/ (the 10 MB model budgets), read through a models directory of links.
     # Two lanes may run it at once (`trained` waits for a training the other lane runs; a certification the other
     # runs is joined from the last image down).
-    ds=${2:-fashion-mnist}
+    # `ddscons <ds> <lambda> [sigmas]` (session 24): the same second stage with another consistency weight, in
+    # dds-cons-l<lambda>/, certified only when its validation ACR beats lambda 5's at that sigma (chosen on
+    # validation images); DDSCONS_TRAIN_ONLY=1 trains and stops (a lane that certifies something else meanwhile).
+    ds=${2:-fashion-mnist} lam=${3:-5}
     if [ $ds = mnist ]; then sigmas="0.5 1"; ep=4; else sigmas="1 0.5"; ep=2; fi
+    sigmas=${4:-$sigmas}
     short=${ds%-mnist} # step names: cert-fashion-..., cert-mnist-...
-    exp=runs/$ds/experiments/dds-cons
+    exp5=runs/$ds/experiments/dds-cons exp=$exp5 tag=""
+    [ $lam = 5 ] || { exp=$exp5-l$lam; tag=-l$lam; }
     models_links $exp $ds diffusion.json diffusion.bin
     for s in $sigmas; do
       out=$exp/classifier-dds-cons$s
       init=runs/$ds/experiments/dds-ft/classifier-dds$s; [ -f $init.json ] || init=models/$ds/classifier-dds$s
-      trained ddscons-$ds-$s $out.log $CLI train classifier --dataset $ds \
-        --purify-sigma $s --consistency 5 --init $init --variant classifier-dds-cons$s \
+      trained ddscons-$ds-$s$tag $out.log $CLI train classifier --dataset $ds \
+        --purify-sigma $s --consistency $lam --init $init --variant classifier-dds-cons$s \
         --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
+      [ -n "${DDSCONS_TRAIN_ONLY:-}" ] && continue
+      if [ -n "$tag" ]; then
+        acr() { sed -n 's/^best validation ACR of the smoothed classifier //p' "$1" | tail -1; }
+        a=$(acr $out.log) b=$(acr $exp5/classifier-dds-cons$s.log)
+        if ! awk -v a="$a" -v b="$b" 'BEGIN { exit !(a != "" && b != "" && a + 0 > b + 0) }'; then
+          echo "== $(date -u +%FT%TZ) ddscons $ds lambda $lam sigma $s: validation ACR $a, not above lambda 5's $b; not certified"
+          continue
+        fi
+      fi
       link_weights $exp $ds classifier-dds-cons$s
-      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
+      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons$tag-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
       # (a lane that found the other certifying this sigma joins it from the last image down; runs sharing a log skip
       # each other's images, so after a finished run this step ends at once)
-      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
+      ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons$tag-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
         --indices 99-0 || exit 1
     done
     ;;
@@ -411,7 +425,12 @@ case "${1:-}" in
     "$SELF" restore-test x0
     # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
     # with core 2, which ends with cons-fashion too)
-    "$SELF" ddscons; "$SELF" ddscons mnist; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
+    "$SELF" ddscons
+    # (session 24: Fashion-MNIST dds-cons's validation ACR was flat from epoch 1 to 2 at lambda 5 (0.596 / 0.596 at
+    # sigma 0.5): consistency weight 10 at sigma 1 (r 1.5, 2 short) trains while core 2 trains MNIST's sigma 1, then
+    # both lanes certify MNIST's, then this one's when it beat lambda 5 on validation, then sigma 0.5 (r 1.0))
+    DDSCONS_TRAIN_ONLY=1 "$SELF" ddscons fashion-mnist 10 1; "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 10 1
+    "$SELF" ddscons fashion-mnist 10 0.5; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -434,7 +453,9 @@ case "${1:-}" in
     # (session 23: MNIST's dds-cons with core 1, then Fashion-MNIST's noisy-base consistency (sigma 1 scored validation
     # ACR 0.754 after its first epoch, against Cohen's 0.747 and dds-cons's 0.831, so it came second), then the rest of
     # MNIST's dds-ft table)
-    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
+    "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist
+    # (session 24: then Fashion-MNIST's consistency weight 10 runs with core 1)
+    "$SELF" ddscons fashion-mnist 10 1; "$SELF" ddscons fashion-mnist 10 0.5; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
@@ -451,7 +472,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [mnist]|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
