@@ -238,6 +238,35 @@ case "${1:-}" in
         --indices 99-0 || exit 1
     done
     ;;
+  ddsden)
+    # issue #5 (session 24): denoised smoothing's denoiser fine-tuned at one sigma through the frozen dds-cons
+    # classifier of that sigma (`advpurify train denoiser`: Salman et al.'s classification-objective denoiser, on the
+    # diffusion model's one-shot x0 prediction, with the consistency loss; the best validation ACR of the pair kept,
+    # step 0 = the shipped diffusion model), then the test rows of that pair (--base dds-cons, the denoiser linked in
+    # as the models directory's diffusion model) when fine-tuning beat step 0 on validation.
+    # `ddsden <ds> <sigma>`; weights in runs/<ds>/experiments/dds-den/ (the model budgets).
+    ds=${2:-fashion-mnist} s=${3:-0.5}
+    short=${ds%-mnist}
+    exp=runs/$ds/experiments/dds-den
+    clf=runs/$ds/experiments/dds-cons/classifier-dds-cons$s
+    out=$exp/diffusion-dds$s
+    mkdir -p $exp
+    trained ddsden-$ds-$s $out.log $CLI train denoiser --dataset $ds --sigma $s --classifier $clf --out $out --checkpoint $out.ckpt \
+      --steps 1500 --batch-size 32 --lr 5e-5 --consistency 5 --validate-every 500 --acr-val-count 500 --seed 1 || exit 1
+    r=$(grep -o 'validation ACR [0-9.]* at the start, best [0-9.]*' $out.log | tail -1)
+    if ! echo "$r" | awk '{ exit !($8 + 0 > $3 + 0) }'; then
+      echo "== $(date -u +%FT%TZ) ddsden $ds sigma $s: $r: no better than the shipped diffusion model; not certified"
+      exit 0
+    fi
+    mkdir -p $exp/models/$ds
+    for e in json bin; do
+      ln -sfn ../../diffusion-dds$s.$e $exp/models/$ds/diffusion.$e
+      ln -sfn ../../../dds-cons/classifier-dds-cons$s.$e $exp/models/$ds/classifier-dds-cons$s.$e
+    done
+    ADVPURIFY_MODELS=$exp/models step cert-$short-ddsden-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
+    ADVPURIFY_MODELS=$exp/models step cert-$short-ddsden-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
+      --indices 99-0 || exit 1
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
@@ -472,7 +501,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddsden [ds [sigma]]|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac

@@ -102,6 +102,16 @@ describe('advpurify CLI', () => {
     expect(r17.stderr).toMatch(/restoration weights .*advpurify train restore/);
     expect(r17.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(join(dir, 'never.json'))).toBe(false);
+    // the denoiser of denoised smoothing is trained for one noise level, behind a named classifier
+    const r18 = await cli(['train', 'denoiser', '--dataset', 'mnist', '--classifier', 'models/mnist/classifier-dds0.5', '--out', join(dir, 'never')]);
+    expect([r18.code, r18.stderr]).toEqual([2, expect.stringMatching(/USAGE.*needs --sigma in \(0, 2\]/)]);
+    const r19 = await cli(['train', 'denoiser', '--dataset', 'mnist', '--sigma', '0.5', '--out', join(dir, 'never')]);
+    expect([r19.code, r19.stderr]).toEqual([2, expect.stringMatching(/USAGE.*needs --classifier PATH/)]);
+    const r20 = await cli(['train', 'denoiser', '--dataset', 'mnist', '--sigma', '0.5', '--classifier', join(dir, 'missing'), '--out', join(dir, 'never'), '--checkpoint', join(dir, 'never.ckpt')]);
+    expect(r20.code).toBe(1);
+    expect(r20.stderr).toMatch(/UNKNOWN_MODEL.*no classifier weights at .*missing\.json/);
+    expect(r20.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(join(dir, 'never.json'))).toBe(false);
   });
 
   it('<command> --help prints that command\'s usage; every option it names is one the parser accepts', async () => {
@@ -109,7 +119,7 @@ describe('advpurify CLI', () => {
     const { OPTIONS } = await import('../src/cli/args.js');
     const r = await cli(['train', '--help']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^usage: advpurify train classifier\|diffusion\|restore/);
+    expect(r.stdout).toMatch(/^usage: advpurify train classifier\|diffusion\|restore\|denoiser/);
     expect(r.stdout).toContain('--purify-aug');
     for (const [cmd, text] of Object.entries(COMMAND_HELP)) {
       for (const [, flag] of text.matchAll(/--([a-z][a-z0-9-]*)/g)) expect(Object.keys(OPTIONS), `${cmd} --help names --${flag}`).toContain(flag);

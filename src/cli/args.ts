@@ -73,6 +73,9 @@ export const OPTIONS = {
   init: { type: 'string' },
   restorer: { type: 'string' },
   'validate-every': { type: 'string' },
+  classifier: { type: 'string' },
+  mse: { type: 'string' },
+  'acr-val-count': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

@@ -163,7 +163,23 @@ const train: Command = async (pos, f) => {
       decayFrom: num(f['decay-from'], 'decay-from'),
     });
     out(f, r, `restore: step ${r.step}, loss ${r.lossAvg.toFixed(4)}, level loss ${r.levelLossAvg.toFixed(3)}`);
-  } else throw new UsageError('usage: advpurify train classifier|diffusion|restore --dataset fashion-mnist|mnist [...]');
+  } else if (what === 'denoiser') {
+    // denoised smoothing's denoiser: the diffusion model fine-tuned at one sigma through a frozen classifier
+    const { trainDenoiser } = await import('../train/denoiser.js');
+    const { modelsDir } = await import('../models/paths.js');
+    const sigma = num(f.sigma, 'sigma');
+    if (sigma === undefined || !(sigma > 0 && sigma <= 2)) throw new UsageError(`train denoiser needs --sigma in (0, 2] (the smoothing noise level), got "${f.sigma ?? ''}"`);
+    if (!f.classifier) throw new UsageError('train denoiser needs --classifier PATH (weights without suffix): the frozen classifier behind the denoiser, e.g. a dds-cons classifier of this sigma');
+    const name = `diffusion-dds${sigma}`;
+    const r = await trainDenoiser({
+      dataset, seed, sigma, classifier: f.classifier, init: f.init ?? join(modelsDir(), dataset, 'diffusion'),
+      out: f.out ?? join('runs', dataset, name), checkpoint: f.checkpoint ?? join('runs', dataset, `${name}.ckpt`),
+      steps: num(f.steps, 'steps') ?? 2000, batchSize: num(f['batch-size'], 'batch-size'), lr: num(f.lr, 'lr'),
+      lambda: num(f.consistency, 'consistency'), eta: num(f['consistency-eta'], 'consistency-eta'), draws: num(f['noise-draws'], 'noise-draws'),
+      mse: num(f.mse, 'mse'), validateEvery: num(f['validate-every'], 'validate-every'), acrValCount: num(f['acr-val-count'], 'acr-val-count'),
+    });
+    out(f, r, `denoiser sigma ${sigma}: step ${r.step}, validation ACR ${r.initialAcr?.toFixed(3) ?? '-'} at the start, best ${r.bestAcr?.toFixed(3) ?? '-'}${r.bestStep !== undefined ? ` (step ${r.bestStep})` : ''}`);
+  } else throw new UsageError('usage: advpurify train classifier|diffusion|restore|denoiser --dataset fashion-mnist|mnist [...]');
 };
 
 const certify: Command = async (_pos, f) => {

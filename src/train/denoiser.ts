@@ -1,0 +1,201 @@
+/**
+ * Fine-tune the diffusion model as the denoiser of denoised smoothing at one noise level (`advpurify train
+ * denoiser`). Salman et al. 2020 ("Denoised Smoothing") train the denoiser in front of a fixed classifier with
+ * a classification objective instead of the pixel MSE; Carlini et al. 2023 use the diffusion model's one-shot
+ * x0 prediction as that denoiser. This does the first to the second: a copy of the U-Net is trained through
+ * exactly the computation the dds certification base runs (certify/bases.ts `denoisedBase`: x + N(0, sigma^2),
+ * scaled to the step t whose noise level matches sigma, one x0 prediction, clipped, then the frozen classifier),
+ * with Jeong & Shin's consistency loss over `draws` noisy copies of each image (cross-entropy + lambda * KL to
+ * the copies' mean prediction + eta * its entropy; the same loss the dds-cons classifiers were trained with) and
+ * optionally `mse` times the pixel MSE of x0 against the clean image. The classifier is not changed.
+ *
+ * The weights only serve that one step t: the file is a full diffusion model (same format, same network), but
+ * diffpure and other noise levels should keep the shipped one. Every `validateEvery` steps the smoothed
+ * classifier's validation ACR (train/classifier.ts `smoothedValidation`: 100 draws per image, fixed seeds, on the
+ * validation split carved from the training data) is measured, step 0 included, and the best weights so far are
+ * written to `out`; one rolling checkpoint (weights, Adam state, loop state) resumes an interrupted run, data order
+ * and noise draws included.
+ */
+import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
+import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
+import { denoisedBase } from '../../certify/bases.js';
+import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
+import { unetForward, type Params } from '../models/unet.js';
+import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
+import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
+import { mulberry32, permutation } from '../util/rng.js';
+import { fmtLoss, Progress } from '../util/progress.js';
+import { augmentInto, mirrorKeepsClass } from './augment.js';
+import { checkpointExists, clipByGlobalNorm, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { consistencyLoss, smoothedValidation } from './classifier.js';
+
+export interface TrainDenoiserOptions {
+  dataset: DatasetName;
+  /** diffusion weights to start from (path without suffix), e.g. models/fashion-mnist/diffusion */
+  init: string;
+  /** the frozen classifier behind the denoiser (path without suffix), e.g. a dds-cons classifier of this sigma */
+  classifier: string;
+  /** pixel-scale noise level ([0, 1] images) of the smoothing */
+  sigma: number;
+  out: string; // weights path without suffix
+  checkpoint: string;
+  steps: number; // optimizer steps
+  /** images per step (default 32); each gets `draws` noise draws */
+  batchSize?: number;
+  draws?: number; // default 2
+  lambda?: number; // consistency weight, default 5
+  eta?: number; // entropy weight, default 0.5
+  mse?: number; // weight of the x0 pixel MSE (model scale), default 0
+  lr?: number; // Adam, constant after a 50-step warm-up; default 2e-5
+  seed: number;
+  checkpointEvery?: number; // default 50
+  validateEvery?: number; // default 500; 0: never (the last weights are written)
+  acrValCount?: number; // validation images for the ACR, default 500
+  train?: Dataset; // default: the data set's train split
+  val?: Dataset; // default: its val split
+  log?: (line: string) => void;
+}
+
+export type TrainDenoiserResult = {
+  step: number;
+  /** validation ACR of the classifier behind the denoiser it started from (step 0) and of the weights written */
+  initialAcr?: number;
+  bestAcr?: number;
+  bestStep?: number;
+  lossAvg: number;
+};
+
+export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoiserResult> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  if (!(o.sigma > 0 && o.sigma <= 2)) throw new RangeError(`sigma must be in (0, 2], got ${o.sigma}`);
+  const B = o.batchSize ?? 32;
+  const draws = o.draws ?? 2;
+  const lambda = o.lambda ?? 5;
+  const eta = o.eta ?? 0.5;
+  const mse = o.mse ?? 0;
+  const lr = o.lr ?? 2e-5;
+  const every = o.checkpointEvery ?? 50;
+  const validateEvery = o.validateEvery ?? 500;
+  if (!(Number.isInteger(B) && B >= 1)) throw new RangeError(`batchSize must be a positive integer, got ${B}`);
+  if (!(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`draws must be an integer >= 2, got ${draws}`);
+  if (!(lambda >= 0 && eta >= 0 && mse >= 0)) throw new RangeError('lambda, eta and mse must be >= 0');
+  if (!(Number.isInteger(o.steps) && o.steps >= 0)) throw new RangeError(`steps must be an integer >= 0, got ${o.steps}`);
+  const train = o.train ?? loadDataset(o.dataset, 'train');
+  const val = take(o.val ?? loadDataset(o.dataset, 'val'), Math.max(0, o.acrValCount ?? 500));
+  if (train.count < B) throw new RangeError(`${train.count} training images are fewer than a batch of ${B}`);
+
+  for (const [what, path] of [['diffusion', o.init], ['classifier', o.classifier]]) {
+    if (!weightsExist(path)) throw new ModelNotFoundError(`no ${what} weights at ${path}.json/.bin`);
+  }
+  const { meta: initMeta, tensors } = loadWeights<DiffusionMeta>(o.init);
+  if (initMeta.kind !== 'ddpm-unet' || initMeta.dataset !== o.dataset) throw new Error(`--init ${o.init} is not a ${o.dataset} diffusion model`);
+  if ((initMeta as { restore?: unknown }).restore) throw new Error(`--init ${o.init} is a restoration model; start from the diffusion model`);
+  const vars: Record<string, tf.Variable> = {};
+  for (const [k, v] of Object.entries(tensors)) vars[k] = tf.variable(v, true, `denoiser/${k}`);
+  tf.dispose(Object.values(tensors));
+  const dm = new DiffusionModel(vars as Params, initMeta); // its eps reads the variables as they train (not disposed: the variables are)
+  const clf = classifierFromWeights(o.classifier, 'denoiser-classifier');
+  if (clf.meta.dataset !== o.dataset) {
+    clf.dispose();
+    tf.dispose(Object.values(vars));
+    throw new Error(`--classifier ${o.classifier} is a ${clf.meta.dataset} classifier, not ${o.dataset}`);
+  }
+  const opt = tf.train.adam(lr, 0.9, 0.999);
+
+  const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
+  const tStar = denoiser.tStar;
+  const scale = Math.sqrt(dm.diffusion.abar[tStar]);
+  const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
+  const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
+
+  let step = 0;
+  let lossAvg = NaN;
+  let best = -1;
+  let bestStep: number | undefined;
+  let initialAcr: number | undefined;
+  if (checkpointExists(o.checkpoint)) {
+    const ck = await loadCheckpoint(o.checkpoint, opt);
+    for (const [k, v] of Object.entries(vars)) v.assign(ck.model[`net/${k}`]);
+    tf.dispose(Object.values(ck.model));
+    step = ck.state.step;
+    best = (ck.state.bestAcr as number | undefined) ?? -1;
+    bestStep = ck.state.bestStep as number | undefined;
+    initialAcr = ck.state.initialAcr as number | undefined;
+    if (typeof ck.state.lossAvg === 'number') lossAvg = ck.state.lossAvg;
+    log(`resumed ${o.checkpoint} at step ${step} (best validation ACR ${best >= 0 ? best.toFixed(3) : '-'})`);
+  }
+  const settings = {
+    sigma: o.sigma, tStar, batchSize: B, draws, lambda, eta, mse, lr, seed: o.seed,
+    init: weightsFingerprint(o.init), classifier: weightsFingerprint(o.classifier), classifierPath: o.classifier,
+  };
+  // (`last`: no validation in this run, the weights of its last step; else the best by validation ACR, now)
+  const save = (last = false) => saveWeights(o.out, vars as Params, {
+    ...initMeta,
+    denoiser: { ...settings, step, ...(last ? { selected: 'last step' } : { selected: 'validation ACR', initialAcr, valAcr: best, valImages: val.count }) },
+  }, { float16: true });
+  const checkpoint = () => saveCheckpoint(o.checkpoint, Object.fromEntries(Object.entries(vars).map(([k, v]) => [`net/${k}`, v])), opt,
+    { epoch: 0, step, seed: o.seed, lossAvg, bestAcr: best, bestStep, initialAcr });
+  const check = () => {
+    const r = validate();
+    if (step === 0) initialAcr = r.acr;
+    const better = r.acr > best;
+    if (better) {
+      best = r.acr;
+      bestStep = step;
+      save();
+    }
+    log(`step ${step}: validation ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${val.count} images, 100 draws)${better ? `; saved ${o.out}` : ''}`);
+  };
+  if (validateEvery > 0 && step === 0 && val.count > 0) check();
+
+  const size = imageSize(train);
+  const [h, w, c] = train.shape;
+  const perEpoch = Math.floor(train.count / B);
+  const mirror = mirrorKeepsClass(o.dataset);
+  const xb = new Float32Array(B * size);
+  const yb = new Int32Array(B);
+  const bar = new Progress(Math.max(1, o.steps - step), `denoiser sigma ${o.sigma}`);
+  const start = step;
+  while (step < o.steps) {
+    const epoch = Math.floor(step / perEpoch);
+    const order = permutation(train.count, o.seed * 7919 + epoch);
+    const rng = mulberry32(o.seed * 100003 + step);
+    const s = step % perEpoch;
+    for (let i = 0; i < B; i++) {
+      const j = order[s * B + i];
+      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
+      yb[i] = train.labels[j];
+    }
+    const noiseSeed = Math.floor(rng() * 2 ** 31);
+    (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
+    const lossT = tf.tidy(() => {
+      const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
+      const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
+      const xt = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)).mul(2).sub(1).mul(scale) as Tensor4D; // as denoisedBase: no clipping
+      const tv = tf.fill([x.shape[0]], tStar, 'int32') as Tensor1D;
+      const { value, grads } = tf.variableGrads(() => {
+        const x0 = dm.diffusion.predictX0(xt, tStar, unetForward(vars as Params, initMeta.unet, xt, tv));
+        const logits = clf.predict(x0.add(1).div(2) as Tensor4D);
+        const l = consistencyLoss(logits, labels, draws, lambda, eta);
+        return (mse > 0 ? l.add(x0.sub(x.mul(2).sub(1)).square().mean().mul(mse)) : l) as tf.Scalar;
+      }, Object.values(vars));
+      opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
+      return value;
+    });
+    step++;
+    const l = lossT.dataSync()[0];
+    lossT.dispose();
+    if (!Number.isFinite(l)) throw new Error(`denoiser training diverged at step ${step} (loss ${l}); lower --lr`);
+    lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;
+    bar.update(step - start, `step ${step} loss ${fmtLoss(lossAvg, 4)}`);
+    const validateNow = validateEvery > 0 && val.count > 0 && (step % validateEvery === 0 || step === o.steps);
+    if (validateNow) check();
+    if (validateNow || step % every === 0 || step === o.steps) await checkpoint();
+  }
+  bar.done();
+  if (!(validateEvery > 0 && val.count > 0)) save(true); // nothing to select by: the last weights
+  clf.dispose();
+  tf.dispose(Object.values(vars));
+  opt.dispose();
+  return { step, initialAcr, bestAcr: best >= 0 ? best : undefined, bestStep, lossAvg };
+}
