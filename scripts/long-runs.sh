@@ -495,7 +495,7 @@ case "${1:-}" in
       exec {fd}>"$l"
       if flock -n "$fd"; then exec {fd}>&-; continue; fi
       exec {fd}>&-
-      log=$(ls runs/*.log runs/*/*.log 2>/dev/null | grep -v '/long-runs-' | xargs grep -l "start $name\$" 2>/dev/null | head -1)
+      log=$(ls runs/*.log runs/*/*.log runs/*/experiments/*/*.log 2>/dev/null | grep -v '/long-runs-' | xargs grep -l "start $name\$" 2>/dev/null | head -1)
       echo "running: $name ($log)"
       [ -n "$log" ] && tail -c 2000 "$log" | tr '\r' '\n' | grep -v '^$' | tail -1 | sed 's/^/  /'
     done
