@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-01 (session 23): both cores run `ddscons mnist` (MNIST's dds-cons: sigma 0.5 and its test
-# rows done; sigma 1 trains, then its rows, shared by the two lanes); then core 1 runs issue #7's x0-design L2 row and
-# cons-fashion, core 2 cons-fashion (Fashion-MNIST's noisy-base consistency; sigma 1 has 1 of 4 epochs), MNIST's dds-ft
-# table (sigma 0.25: 36 digits logged) and lane consistency. One lane per core (each runs the lanes below in order):
+# The queue as of 2026-12-01 (session 24): both cores finish MNIST's dds-cons sigma 1 rows (lane `ddscons mnist`);
+# then core 1 trains Fashion-MNIST's dds-cons at sigma 0.25 and certifies it, core 2 runs the rest of MNIST's dds-ft
+# table (sigma 0.25: 36 digits logged) and joins that certification; then issue #7's x0-design L2 row, cons-fashion
+# (Fashion-MNIST's noisy-base consistency; sigma 1 has 1 of 4 epochs) and lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -455,11 +455,10 @@ case "${1:-}" in
     # (issue #5: Fashion-MNIST's dds-ft classifiers with consistency regularization, then the noisy base's; shared
     # with core 2, which ends with cons-fashion too)
     "$SELF" ddscons
-    # (session 24: Fashion-MNIST dds-cons's validation ACR was flat from epoch 1 to 2 at lambda 5 (0.596 / 0.596 at
-    # sigma 0.5): consistency weight 10 at sigma 1 (r 1.5, 2 short) trains while core 2 trains MNIST's sigma 1, then
-    # both lanes certify MNIST's, then this one's when it beat lambda 5 on validation, then sigma 0.5 (r 1.0))
-    DDSCONS_TRAIN_ONLY=1 "$SELF" ddscons fashion-mnist 10 1; "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 10 1
-    "$SELF" ddscons fashion-mnist 10 0.5; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
+    # (session 24: consistency weight 10 at sigma 1 scored validation ACR 0.812 after epoch 1 against lambda 5's
+    # 0.827 / 0.831 and was stopped; then MNIST's sigma 1 rows with core 2, then Fashion-MNIST's dds-cons at sigma
+    # 0.25 (r 0.5, 7 points short; dds-ft sigma 0.25 has 72%), whose rows core 2 joins)
+    "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -483,8 +482,9 @@ case "${1:-}" in
     # ACR 0.754 after its first epoch, against Cohen's 0.747 and dds-cons's 0.831, so it came second), then the rest of
     # MNIST's dds-ft table)
     "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist
-    # (session 24: then Fashion-MNIST's consistency weight 10 runs with core 1)
-    "$SELF" ddscons fashion-mnist 10 1; "$SELF" ddscons fashion-mnist 10 0.5; "$SELF" cons-fashion; "$SELF" ddsft; "$SELF" consistency
+    # (session 24: then the rest of MNIST's dds-ft table while core 1 trains Fashion-MNIST's dds-cons sigma 0.25, then
+    # that one's rows with core 1)
+    "$SELF" ddsft; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
