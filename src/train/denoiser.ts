@@ -20,7 +20,7 @@ import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
 import { denoisedBase } from '../../certify/bases.js';
 import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
-import { unetForward, type Params } from '../models/unet.js';
+import { DEFAULT_UNET, unetForward, type Params } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
@@ -87,7 +87,8 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   for (const [what, path] of [['diffusion', o.init], ['classifier', o.classifier]]) {
     if (!weightsExist(path)) throw new ModelNotFoundError(`no ${what} weights at ${path}.json/.bin`);
   }
-  const { meta: initMeta, tensors } = loadWeights<DiffusionMeta>(o.init);
+  const { meta: stored, tensors } = loadWeights<DiffusionMeta>(o.init);
+  const initMeta: DiffusionMeta = { ...stored, unet: stored.unet ?? DEFAULT_UNET };
   if (initMeta.kind !== 'ddpm-unet' || initMeta.dataset !== o.dataset) throw new Error(`--init ${o.init} is not a ${o.dataset} diffusion model`);
   if ((initMeta as { restore?: unknown }).restore) throw new Error(`--init ${o.init} is a restoration model; start from the diffusion model`);
   const vars: Record<string, tf.Variable> = {};
@@ -101,101 +102,103 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
     throw new Error(`--classifier ${o.classifier} is a ${clf.meta.dataset} classifier, not ${o.dataset}`);
   }
   const opt = tf.train.adam(lr, 0.9, 0.999);
+  try {
+    const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
+    const tStar = denoiser.tStar;
+    const scale = Math.sqrt(dm.diffusion.abar[tStar]);
+    const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
+    const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
 
-  const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
-  const tStar = denoiser.tStar;
-  const scale = Math.sqrt(dm.diffusion.abar[tStar]);
-  const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
-  const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
-
-  let step = 0;
-  let lossAvg = NaN;
-  let best = -1;
-  let bestStep: number | undefined;
-  let initialAcr: number | undefined;
-  if (checkpointExists(o.checkpoint)) {
-    const ck = await loadCheckpoint(o.checkpoint, opt);
-    for (const [k, v] of Object.entries(vars)) v.assign(ck.model[`net/${k}`]);
-    tf.dispose(Object.values(ck.model));
-    step = ck.state.step;
-    best = (ck.state.bestAcr as number | undefined) ?? -1;
-    bestStep = ck.state.bestStep as number | undefined;
-    initialAcr = ck.state.initialAcr as number | undefined;
-    if (typeof ck.state.lossAvg === 'number') lossAvg = ck.state.lossAvg;
-    log(`resumed ${o.checkpoint} at step ${step} (best validation ACR ${best >= 0 ? best.toFixed(3) : '-'})`);
-  }
-  const settings = {
-    sigma: o.sigma, tStar, batchSize: B, draws, lambda, eta, mse, lr, seed: o.seed,
-    init: weightsFingerprint(o.init), classifier: weightsFingerprint(o.classifier), classifierPath: o.classifier,
-  };
-  // (`last`: no validation in this run, the weights of its last step; else the best by validation ACR, now)
-  const save = (last = false) => saveWeights(o.out, vars as Params, {
-    ...initMeta,
-    denoiser: { ...settings, step, ...(last ? { selected: 'last step' } : { selected: 'validation ACR', initialAcr, valAcr: best, valImages: val.count }) },
-  }, { float16: true });
-  const checkpoint = () => saveCheckpoint(o.checkpoint, Object.fromEntries(Object.entries(vars).map(([k, v]) => [`net/${k}`, v])), opt,
-    { epoch: 0, step, seed: o.seed, lossAvg, bestAcr: best, bestStep, initialAcr });
-  const check = () => {
-    const r = validate();
-    if (step === 0) initialAcr = r.acr;
-    const better = r.acr > best;
-    if (better) {
-      best = r.acr;
-      bestStep = step;
-      save();
+    let step = 0;
+    let lossAvg = NaN;
+    let best = -1;
+    let bestStep: number | undefined;
+    let initialAcr: number | undefined;
+    if (checkpointExists(o.checkpoint)) {
+      const ck = await loadCheckpoint(o.checkpoint, opt);
+      for (const [k, v] of Object.entries(vars)) v.assign(ck.model[`net/${k}`]);
+      tf.dispose(Object.values(ck.model));
+      step = ck.state.step;
+      best = (ck.state.bestAcr as number | undefined) ?? -1;
+      bestStep = ck.state.bestStep as number | undefined;
+      initialAcr = ck.state.initialAcr as number | undefined;
+      if (typeof ck.state.lossAvg === 'number') lossAvg = ck.state.lossAvg;
+      log(`resumed ${o.checkpoint} at step ${step} (best validation ACR ${best >= 0 ? best.toFixed(3) : '-'})`);
     }
-    log(`step ${step}: validation ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${val.count} images, 100 draws)${better ? `; saved ${o.out}` : ''}`);
-  };
-  if (validateEvery > 0 && step === 0 && val.count > 0) check();
+    const settings = {
+      sigma: o.sigma, tStar, batchSize: B, draws, lambda, eta, mse, lr, seed: o.seed,
+      init: weightsFingerprint(o.init), classifier: weightsFingerprint(o.classifier), classifierPath: o.classifier,
+    };
+    // (`last`: no validation in this run, the weights of its last step; else the best by validation ACR, now)
+    const save = (last = false) => saveWeights(o.out, vars as Params, {
+      ...initMeta,
+      denoiser: { ...settings, step, ...(last ? { selected: 'last step' } : { selected: 'validation ACR', initialAcr, valAcr: best, valImages: val.count }) },
+    }, { float16: true });
+    const checkpoint = () => saveCheckpoint(o.checkpoint, Object.fromEntries(Object.entries(vars).map(([k, v]) => [`net/${k}`, v])), opt,
+      { epoch: 0, step, seed: o.seed, lossAvg, bestAcr: best, bestStep, initialAcr });
+    const check = () => {
+      const r = validate();
+      if (step === 0) initialAcr = r.acr;
+      const better = r.acr > best;
+      if (better) {
+        best = r.acr;
+        bestStep = step;
+        save();
+      }
+      log(`step ${step}: validation ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${val.count} images, 100 draws)${better ? `; saved ${o.out}` : ''}`);
+    };
+    if (validateEvery > 0 && step === 0 && val.count > 0) check();
 
-  const size = imageSize(train);
-  const [h, w, c] = train.shape;
-  const perEpoch = Math.floor(train.count / B);
-  const mirror = mirrorKeepsClass(o.dataset);
-  const xb = new Float32Array(B * size);
-  const yb = new Int32Array(B);
-  const bar = new Progress(Math.max(1, o.steps - step), `denoiser sigma ${o.sigma}`);
-  const start = step;
-  while (step < o.steps) {
-    const epoch = Math.floor(step / perEpoch);
-    const order = permutation(train.count, o.seed * 7919 + epoch);
-    const rng = mulberry32(o.seed * 100003 + step);
-    const s = step % perEpoch;
-    for (let i = 0; i < B; i++) {
-      const j = order[s * B + i];
-      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
-      yb[i] = train.labels[j];
+    const size = imageSize(train);
+    const [h, w, c] = train.shape;
+    const perEpoch = Math.floor(train.count / B);
+    const mirror = mirrorKeepsClass(o.dataset);
+    const xb = new Float32Array(B * size);
+    const yb = new Int32Array(B);
+    const bar = new Progress(Math.max(1, o.steps - step), `denoiser sigma ${o.sigma}`);
+    const start = step;
+    while (step < o.steps) {
+      const epoch = Math.floor(step / perEpoch);
+      const order = permutation(train.count, o.seed * 7919 + epoch);
+      const rng = mulberry32(o.seed * 100003 + step);
+      const s = step % perEpoch;
+      for (let i = 0; i < B; i++) {
+        const j = order[s * B + i];
+        augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
+        yb[i] = train.labels[j];
+      }
+      const noiseSeed = Math.floor(rng() * 2 ** 31);
+      (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
+      const lossT = tf.tidy(() => {
+        const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
+        const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
+        const xt = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)).mul(2).sub(1).mul(scale) as Tensor4D; // as denoisedBase: no clipping
+        const tv = tf.fill([x.shape[0]], tStar, 'int32') as Tensor1D;
+        const { value, grads } = tf.variableGrads(() => {
+          const x0 = dm.diffusion.predictX0(xt, tStar, unetForward(vars as Params, initMeta.unet, xt, tv));
+          const logits = clf.predict(x0.add(1).div(2) as Tensor4D);
+          const l = consistencyLoss(logits, labels, draws, lambda, eta);
+          return (mse > 0 ? l.add(x0.sub(x.mul(2).sub(1)).square().mean().mul(mse)) : l) as tf.Scalar;
+        }, Object.values(vars));
+        opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
+        return value;
+      });
+      step++;
+      const l = lossT.dataSync()[0];
+      lossT.dispose();
+      if (!Number.isFinite(l)) throw new Error(`denoiser training diverged at step ${step} (loss ${l}); lower --lr`);
+      lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;
+      bar.update(step - start, `step ${step} loss ${fmtLoss(lossAvg, 4)}`);
+      const validateNow = validateEvery > 0 && val.count > 0 && (step % validateEvery === 0 || step === o.steps);
+      if (validateNow) check();
+      if (validateNow || step % every === 0 || step === o.steps) await checkpoint();
     }
-    const noiseSeed = Math.floor(rng() * 2 ** 31);
-    (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
-    const lossT = tf.tidy(() => {
-      const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
-      const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
-      const xt = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)).mul(2).sub(1).mul(scale) as Tensor4D; // as denoisedBase: no clipping
-      const tv = tf.fill([x.shape[0]], tStar, 'int32') as Tensor1D;
-      const { value, grads } = tf.variableGrads(() => {
-        const x0 = dm.diffusion.predictX0(xt, tStar, unetForward(vars as Params, initMeta.unet, xt, tv));
-        const logits = clf.predict(x0.add(1).div(2) as Tensor4D);
-        const l = consistencyLoss(logits, labels, draws, lambda, eta);
-        return (mse > 0 ? l.add(x0.sub(x.mul(2).sub(1)).square().mean().mul(mse)) : l) as tf.Scalar;
-      }, Object.values(vars));
-      opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
-      return value;
-    });
-    step++;
-    const l = lossT.dataSync()[0];
-    lossT.dispose();
-    if (!Number.isFinite(l)) throw new Error(`denoiser training diverged at step ${step} (loss ${l}); lower --lr`);
-    lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;
-    bar.update(step - start, `step ${step} loss ${fmtLoss(lossAvg, 4)}`);
-    const validateNow = validateEvery > 0 && val.count > 0 && (step % validateEvery === 0 || step === o.steps);
-    if (validateNow) check();
-    if (validateNow || step % every === 0 || step === o.steps) await checkpoint();
+    bar.done();
+    if (!(validateEvery > 0 && val.count > 0)) save(true); // nothing to select by: the last weights
+    return { step, initialAcr, bestAcr: best >= 0 ? best : undefined, bestStep, lossAvg };
+  } finally {
+    clf.dispose();
+    tf.dispose(Object.values(vars));
+    opt.dispose();
   }
-  bar.done();
-  if (!(validateEvery > 0 && val.count > 0)) save(true); // nothing to select by: the last weights
-  clf.dispose();
-  tf.dispose(Object.values(vars));
-  opt.dispose();
-  return { step, initialAcr, bestAcr: best >= 0 ? best : undefined, bestStep, lossAvg };
 }
