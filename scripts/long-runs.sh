@@ -207,7 +207,7 @@ case "${1:-}" in
     # runs is joined from the last image down).
     # `ddscons <ds> <lambda> [sigmas]` (session 24): the same second stage with another consistency weight, in
     # dds-cons-l<lambda>/, certified only when its validation ACR beats lambda 5's at that sigma (chosen on
-    # validation images); DDSCONS_TRAIN_ONLY=1 trains and stops (a lane that certifies something else meanwhile).
+    # validation images).
     ds=${2:-fashion-mnist} lam=${3:-5}
     if [ $ds = mnist ]; then sigmas="0.5 1"; ep=4; else sigmas="1 0.5"; ep=2; fi
     sigmas=${4:-$sigmas}
@@ -221,7 +221,6 @@ case "${1:-}" in
       trained ddscons-$ds-$s$tag $out.log $CLI train classifier --dataset $ds \
         --purify-sigma $s --consistency $lam --init $init --variant classifier-dds-cons$s \
         --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
-      [ -n "${DDSCONS_TRAIN_ONLY:-}" ] && continue
       if [ -n "$tag" ]; then
         acr() { sed -n 's/^best validation ACR of the smoothed classifier //p' "$1" | tail -1; }
         a=$(acr $out.log) b=$(acr $exp5/classifier-dds-cons$s.log)
