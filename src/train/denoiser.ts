@@ -23,9 +23,8 @@ import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js
 import { DEFAULT_UNET, unetForward, type Params } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
-import { mulberry32, permutation } from '../util/rng.js';
 import { fmtLoss, Progress } from '../util/progress.js';
-import { augmentInto, mirrorKeepsClass } from './augment.js';
+import { mirrorKeepsClass, stepBatch } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { consistencyLoss, smoothedValidation } from './classifier.js';
 
@@ -151,22 +150,14 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
 
     const size = imageSize(train);
     const [h, w, c] = train.shape;
-    const perEpoch = Math.floor(train.count / B);
     const mirror = mirrorKeepsClass(o.dataset);
     const xb = new Float32Array(B * size);
     const yb = new Int32Array(B);
     const bar = new Progress(Math.max(1, o.steps - step), `denoiser sigma ${o.sigma}`);
     const start = step;
     while (step < o.steps) {
-      const epoch = Math.floor(step / perEpoch);
-      const order = permutation(train.count, o.seed * 7919 + epoch);
-      const rng = mulberry32(o.seed * 100003 + step);
-      const s = step % perEpoch;
-      for (let i = 0; i < B; i++) {
-        const j = order[s * B + i];
-        augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 2, mirror);
-        yb[i] = train.labels[j];
-      }
+      const rng = stepBatch(train, step, o.seed, xb, { maxShift: 2, flip: mirror }, yb);
+      await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
       const noiseSeed = Math.floor(rng() * 2 ** 31);
       (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
       const lossT = tf.tidy(() => {

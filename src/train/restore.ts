@@ -37,7 +37,7 @@ import { Purifier } from '../purify/purifier.js';
 import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
 import { fmtLoss, Progress } from '../util/progress.js';
-import { augmentInto, mirrorKeepsClass } from './augment.js';
+import { mirrorKeepsClass, stepBatch } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
 /** How a batch is made (see the header); every field has a default. */
@@ -254,14 +254,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   const xb = new Float32Array(B * size);
   const mirror = mirrorKeepsClass(o.dataset);
   while (step < o.steps) {
-    const epoch = Math.floor(step / perEpoch);
-    const order = permutation(train.count, o.seed * 7919 + epoch);
-    const rng = mulberry32(o.seed * 100003 + step);
-    const s = step % perEpoch;
-    for (let i = 0; i < B; i++) {
-      const j = order[(s * B + i) % train.count];
-      augmentInto(xb.subarray(i * size, (i + 1) * size), train.images.subarray(j * size, (j + 1) * size), h, w, c, rng, 0, mirror);
-    }
+    const rng = stepBatch(train, step, o.seed, xb, { maxShift: 0, flip: mirror });
     await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
     const batch = await restoreBatch(d, xb, [B, h, w, c], rng, o);
     (opt as unknown as { learningRate: number }).learningRate = diffusionLr(o, step, warmup);
