@@ -81,6 +81,10 @@ link_weights() { # dir, dataset, variant, [name]: the weights trained to <dir>/<
   local e; for e in json bin; do ln -sfn ../../$3.$e $1/models/$2/${4:-$3}.$e; done
 }
 
+best_acr() { # log of a classifier training kept by validation ACR: the ACR of the weights it kept
+  sed -n 's/^best validation ACR of the smoothed classifier //p' "$1" | tail -1
+}
+
 done_before() { # name, log file: whether the step already ended with exit 0 (its checkpoint need not be kept)
   grep -q "end $1 (exit 0)" "$2" 2>/dev/null
 }
@@ -222,8 +226,7 @@ case "${1:-}" in
         --purify-sigma $s --consistency $lam --init $init --variant classifier-dds-cons$s \
         --out $out --checkpoint $out.ckpt --lr 1e-3 --epochs $ep --weights-dtype uint8 --seed 1 || exit 1
       if [ -n "$tag" ]; then
-        acr() { sed -n 's/^best validation ACR of the smoothed classifier //p' "$1" | tail -1; }
-        a=$(acr $out.log) b=$(acr $exp5/classifier-dds-cons$s.log)
+        a=$(best_acr $out.log) b=$(best_acr $exp5/classifier-dds-cons$s.log)
         if ! awk -v a="$a" -v b="$b" 'BEGIN { exit !(a != "" && b != "" && a + 0 > b + 0) }'; then
           echo "== $(date -u +%FT%TZ) ddscons $ds lambda $lam sigma $s: validation ACR $a, not above lambda 5's $b; not certified"
           continue

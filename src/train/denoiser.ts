@@ -20,7 +20,7 @@ import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
 import { denoisedBase } from '../../certify/bases.js';
 import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
-import { DEFAULT_UNET, unetForward, type Params } from '../models/unet.js';
+import { DEFAULT_UNET, type Params } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
 import { fmtLoss, Progress } from '../util/progress.js';
@@ -104,7 +104,6 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   try {
     const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
     const tStar = denoiser.tStar;
-    const scale = Math.sqrt(dm.diffusion.abar[tStar]);
     const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
     const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
 
@@ -163,13 +162,12 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
       const lossT = tf.tidy(() => {
         const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
         const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
-        const xt = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)).mul(2).sub(1).mul(scale) as Tensor4D; // as denoisedBase: no clipping
-        const tv = tf.fill([x.shape[0]], tStar, 'int32') as Tensor1D;
+        const noisy = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)) as Tensor4D;
         const { value, grads } = tf.variableGrads(() => {
-          const x0 = dm.diffusion.predictX0(xt, tStar, unetForward(vars as Params, initMeta.unet, xt, tv));
-          const logits = clf.predict(x0.add(1).div(2) as Tensor4D);
-          const l = consistencyLoss(logits, labels, draws, lambda, eta);
-          return (mse > 0 ? l.add(x0.sub(x.mul(2).sub(1)).square().mean().mul(mse)) : l) as tf.Scalar;
+          const x0 = denoiser(noisy) as Tensor4D; // the certification base's own pass, [0, 1] pixels
+          const l = consistencyLoss(clf.predict(x0), labels, draws, lambda, eta);
+          // (mse on the model's [-1, 1] scale: 4x the pixel MSE)
+          return (mse > 0 ? l.add(x0.sub(x).square().mean().mul(4 * mse)) : l) as tf.Scalar;
         }, Object.values(vars));
         opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
         return value;
