@@ -13,7 +13,8 @@ import { LogSettingsMismatchError } from '../src/util/tsv-log.js';
 import { gaussianWindow, psnrPerImage, ssimPerImage, SSIM_CONSTANTS } from '../src/bench/similarity.js';
 import { initLevelNet } from '../src/models/level-net.js';
 import { initUNet, type UNetConfig } from '../src/models/unet.js';
-import { saveWeights } from '../src/models/weights.js';
+import { saveWeights, weightsFingerprint } from '../src/models/weights.js';
+import { modelsDir } from '../src/models/paths.js';
 import { createPurifier, loadClassifier } from '../src/purify/index.js';
 import { bitDepth, medianFilter } from '../attacks/defenses.js';
 
@@ -163,6 +164,23 @@ describe('bench corruptions (8 fixture images, 2 degradations, severities 1 and 
       split: 'fixture', count: 4, degradations: ['pixelate'], severities: [1], preprocessors: ['restore-x0'],
       restoreModel: join(dir, 'model'), restoreTStar: 9, restoreSteps: 2, out, chunk: 4,
     })).rejects.toThrow(/preprocessor restore-x0 was run with other settings/);
+  }, 600_000);
+
+  it('measures every row with the classifier variant asked for, records its fingerprint, and refuses to mix classifiers in one log', async () => {
+    const out = join(dir, 'variant');
+    const args = { split: 'fixture', count: 8, degradations: ['pixelate'], severities: [3], preprocessors: ['raw'], out, chunk: 8 };
+    const r = await benchCorruptions({ ...args, classifier: 'classifier-restore' });
+    const settings = JSON.parse(readFileSync(join(out, 'corruptions.settings.json'), 'utf8'));
+    expect(settings.classifier).toBe(weightsFingerprint(join(modelsDir(), 'fashion-mnist', 'classifier-restore')));
+    expect(settings.classifier).not.toBe(weightsFingerprint(join(modelsDir(), 'fashion-mnist', 'classifier')));
+    const restoreAware = await loadClassifier('fashion-mnist', 'classifier-restore');
+    const { x, y } = batch(take(loadFixture(), 8), Array.from({ length: 8 }, (_, i) => i));
+    const acc = tf.tidy(() => restoreAware.predict(x).argMax(-1).equal(y).mean().dataSync()[0]);
+    tf.dispose([x, y]);
+    restoreAware.dispose();
+    expect(r.cells.find((c) => c.condition === 'clean')!.accuracy).toBeCloseTo(acc, 6);
+    await expect(benchCorruptions(args)).rejects.toThrow(LogSettingsMismatchError); // the default classifier on its log
+    await expect(benchCorruptions({ ...args, classifier: 'classifier-nope' })).rejects.toThrow(/no classifier weights/);
   }, 600_000);
 
   it('seeds are odd (the trainer uses even ones), and degradation names are checked', () => {

@@ -215,6 +215,9 @@ export interface CorruptionBenchArgs {
   restoreSteps?: number;
   /** the 'cold' design (restore): number of cold-diffusion steps (default 5) */
   coldSteps?: number;
+  /** the shipped classifier variant every row is measured with (default 'classifier'; e.g. 'classifier-restore',
+   *  fine-tuned on restored images) */
+  classifier?: string;
   out?: string;
   chunk?: number;
   seed?: number;
@@ -230,12 +233,13 @@ export async function benchCorruptions(a: CorruptionBenchArgs): Promise<{ markdo
   for (const s of a.severities ?? []) if (!SEVERITIES.includes(s as Severity)) throw new RangeError(`severities must be 1..5, got ${s}`);
   const wanted = a.preprocessors ?? [...PREPROCESSORS];
   for (const p of wanted) if (!(PREPROCESSORS as readonly string[]).includes(p)) throw new RangeError(`unknown preprocessor "${p}" (expected ${PREPROCESSORS.join(', ')})`);
-  const clf = await loadClassifier(dataset);
+  const variant = a.classifier ?? 'classifier';
+  const clf = await loadClassifier(dataset, variant);
   const model = a.model ?? dataset;
   const restoreModel = a.restoreModel ?? model;
   const notes: string[] = [];
   const provenance: { classifier: string; preprocessors: Partial<Record<PreprocessorName, unknown>> } = {
-    classifier: weightsFingerprint(join(modelsDir(), dataset, 'classifier')),
+    classifier: weightsFingerprint(join(modelsDir(), dataset, variant)),
     preprocessors: { raw: {}, jpeg: { quality: 75 }, bitdepth: { bits: 3 }, median: { size: 3 } },
   };
   const purifier = async (o: Parameters<typeof createPurifier>[0], as: PreprocessorName): Promise<Preprocess | undefined> => {

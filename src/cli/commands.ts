@@ -231,14 +231,14 @@ const bench: Command = async (pos, f) => {
 };
 
 /** `advpurify bench corruptions [--split test|val|fixture --count N --degradations a,b --severities 1,3 --preprocessors raw,restore,...
- *  --restore-t-star N --restore-steps K --cold-steps K --out DIR --seed S --json]`. */
+ *  --variant classifier-restore --restore-t-star N --restore-steps K --cold-steps K --out DIR --seed S --json]`. */
 async function benchCorruptionsCli(f: Flags): Promise<number> {
   const { benchCorruptions } = await import('../bench/corruptions.js');
   const list = (v: string | undefined) => v?.split(',').map((s) => s.trim()).filter(Boolean);
   try {
     const r = await benchCorruptions({
       dataset: datasetOf(f), split: f.split, count: num(f.count, 'count'), degradations: list(f.degradations), severities: numList(f.severities, 'severities'),
-      preprocessors: list(f.preprocessors), model: f.model, out: f.out,
+      preprocessors: list(f.preprocessors), model: f.model, classifier: f.variant, out: f.out,
       restoreTStar: num(f['restore-t-star'], 'restore-t-star'), restoreSteps: num(f['restore-steps'], 'restore-steps'), coldSteps: num(f['cold-steps'], 'cold-steps'), chunk: num(f.chunk, 'chunk'), seed: num(f.seed, 'seed'),
     });
     process.stdout.write(f.json ? `${JSON.stringify({ files: r.files, cells: r.cells })}\n` : r.markdown);

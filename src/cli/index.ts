@@ -9,7 +9,7 @@
  *   advpurify train denoiser --dataset fashion-mnist --sigma 0.5 --classifier PATH [--steps 2000 --batch-size 32 --lr 2e-5 --consistency 5 --mse 0 --validate-every 500 --acr-val-count 500]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf
- *   advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...]
+ *   advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,... --variant classifier-<name>]
  *   advpurify serve [--port 3000 --workers N --model DIR]
  * Errors print one line and exit 1 (2 for usage errors); `--json` prints machine-readable results on stdout.
  */
@@ -76,7 +76,7 @@ export const COMMAND_HELP: Record<string, string> = {
              [--t-star N --steps K --sampler ddpm|ddim --guidance G --votes K --workers N --out DIR --report-cost]
        advpurify bench patch [--count 200 --sizes 4,6,8 --indices 0-199 --workers N --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
        advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...
-             --restore-t-star N --restore-steps K --cold-steps K --out DIR]`,
+             --restore-t-star N --restore-steps K --cold-steps K --variant classifier-<name> --out DIR]`,
   serve: `usage: advpurify serve [--port 3000 --host 127.0.0.1 --workers N --model NAME|DIR]   (same as npm start)`,
 };
 

@@ -3,11 +3,14 @@
  * (little-endian data). Weights ship as float16 (tfjs's own `quantization: float16` spec, so the
  * file is also readable by tfjs's decodeWeights); checkpoints keep float32. Secondary models (the
  * certification baselines) may ship as uint8 (tfjs's affine `quantization: uint8` spec: value =
- * q * scale + min per tensor, error <= scale / 2) to stay within the size budget.
+ * q * scale + min per tensor, error <= scale / 2) to stay within the size budget. The data file may
+ * also be kept gzip-compressed, `<name>.bin.gz` (lossless: the same bytes once inflated, so the same
+ * fingerprint); `<name>.bin` wins when both exist, and saving removes a stale `.bin.gz`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { tf, type Tensor } from '../backend/index.js';
 
 export type NamedTensors = Record<string, Tensor>;
@@ -62,7 +65,6 @@ export function fromHalf(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-/** Write tensors (and metadata) atomically: temp files, then rename. */
 /** How float32 tensors are stored: as is, as IEEE half, or affine uint8 per tensor. */
 export type WeightsDtype = 'float32' | 'float16' | 'uint8';
 
@@ -82,6 +84,7 @@ export function quantizeUint8(vals: ArrayLike<number>): { q: Uint8Array; min: nu
   return { q, min: lo, scale };
 }
 
+/** Write tensors (and metadata) atomically: temp files, then rename. */
 export function saveWeights(path: string, tensors: NamedTensors, meta: Record<string, unknown>, opts: { float16?: boolean; dtype?: WeightsDtype } = {}): void {
   const dtype: WeightsDtype = opts.dtype ?? (opts.float16 ? 'float16' : 'float32');
   mkdirSync(dirname(path), { recursive: true });
@@ -111,22 +114,40 @@ export function saveWeights(path: string, tensors: NamedTensors, meta: Record<st
   writeFileSync(`${path}.json.tmp`, JSON.stringify(manifest, null, 1));
   renameSync(`${path}.bin.tmp`, `${path}.bin`);
   renameSync(`${path}.json.tmp`, `${path}.json`);
+  rmSync(`${path}.bin.gz`, { force: true }); // a compressed copy of older weights must not outlive them
+}
+
+/** The data file of weights `path` (without suffix): `<path>.bin`, else `<path>.bin.gz`, else undefined. */
+function dataFile(path: string): string | undefined {
+  return existsSync(`${path}.bin`) ? `${path}.bin` : existsSync(`${path}.bin.gz`) ? `${path}.bin.gz` : undefined;
+}
+
+/** The raw (inflated) bytes of the data file of weights `path`. */
+function readData(path: string): Buffer {
+  const file = dataFile(path);
+  if (!file) throw new Error(`${path}.bin: no such weights file (nor ${path}.bin.gz)`);
+  if (!file.endsWith('.gz')) return readFileSync(file);
+  try {
+    return gunzipSync(readFileSync(file));
+  } catch (e) {
+    throw new Error(`${file}: not a readable gzip file (${e instanceof Error ? e.message : String(e)})`);
+  }
 }
 
 /** Short content hash of a weights file (`path` without suffix): logs record which weights made their rows. */
 export function weightsFingerprint(path: string): string {
-  return existsSync(`${path}.bin`) ? createHash('sha256').update(readFileSync(`${path}.bin`)).digest('hex').slice(0, 16) : 'missing';
+  return dataFile(path) ? createHash('sha256').update(readData(path)).digest('hex').slice(0, 16) : 'missing';
 }
 
 export function weightsExist(path: string): boolean {
-  return existsSync(`${path}.json`) && existsSync(`${path}.bin`);
+  return existsSync(`${path}.json`) && dataFile(path) !== undefined;
 }
 
 /** Read a manifest and its tensors (float16 and uint8 decoded to float32). Caller owns the tensors. */
 export function loadWeights<M = Record<string, unknown>>(path: string): { meta: M; tensors: NamedTensors } {
   const manifest = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as WeightsManifest<M>;
   if (manifest.format !== 'advpurify-weights/1') throw new Error(`${path}.json: not an advpurify weights manifest`);
-  const bin = readFileSync(`${path}.bin`);
+  const bin = readData(path);
   const tensors: NamedTensors = {};
   let off = 0;
   for (const s of manifest.weightSpecs) {
@@ -153,7 +174,7 @@ export function loadWeights<M = Record<string, unknown>>(path: string): { meta: 
   }
   if (off !== bin.length) {
     tf.dispose(Object.values(tensors));
-    throw new Error(`${path}.bin: expected ${off} bytes, found ${bin.length}`);
+    throw new Error(`${dataFile(path)}: expected ${off} bytes, found ${bin.length}`);
   }
   return { meta: manifest.meta, tensors };
 }
