@@ -485,8 +485,9 @@ case "${1:-}" in
     # MNIST's dds-ft table)
     "$SELF" restore-clf; "$SELF" restore-clf-test runs/fashion-mnist/experiments/restore-clf; "$SELF" ddscons mnist
     # (session 24: then the rest of MNIST's dds-ft table while core 1 trains Fashion-MNIST's dds-cons sigma 0.25, then
-    # that one's rows with core 1)
-    "$SELF" ddsft; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
+    # that one's rows with core 1; session 25: that one's rows first, the only ones that may move a goal, MNIST's
+    # dds-ft sigma 0.5 and 1 rows after them)
+    "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
