@@ -32,7 +32,8 @@ for (const m of memberArgs) {
   members[name] = { noisy, predict: (x) => c.predict(x) };
 }
 const dm = await loadDiffusionModel(dataset);
-const denoise = denoisedBase(dm.diffusion, dm.eps, (x) => x, { sigma });
+// the identity "classifier": the base returns the denoised images themselves
+const denoise = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma });
 const val = loadDataset(dataset as DatasetName, 'val');
 const n = Math.min(count, val.count);
 const hits: Record<string, number[]> = Object.fromEntries(combos.map((c) => [c, []]));
