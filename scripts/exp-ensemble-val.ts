@@ -12,11 +12,9 @@ import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadDataset, type DatasetName } from '../src/data/index.js';
 import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
 import { denoisedBase } from '../certify/bases.js';
-import betaQuantile from '@stdlib/stats-base-dists-beta-quantile';
-import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
+import { smoothedRadius } from '../src/train/classifier.js';
 
 const DRAWS = 100;
-const ALPHA = 0.01;
 const [dataset, sigmaArg, ...rest] = process.argv.slice(2);
 const sep = rest.indexOf('--');
 const memberArgs = rest.slice(0, sep);
@@ -61,16 +59,16 @@ for (let s = 0; s < n; s += 20) {
   process.stderr.write(`\r${s + idx.length}/${n} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 process.stderr.write('\n');
-console.log(`${dataset} sigma ${sigma}, ${n} validation images x ${DRAWS} draws (alpha ${ALPHA})\n`);
+console.log(`${dataset} sigma ${sigma}, ${n} validation images x ${DRAWS} draws (alpha 0.01)\n`);
 console.log('| members | ACR | certified |\n|---|---:|---:|');
 for (const c of combos) {
   let acr = 0;
   let cert = 0;
   for (const k of hits[c]) {
-    const pA = k === 0 ? 0 : betaQuantile(ALPHA, k, DRAWS - k + 1);
-    if (pA > 0.5) {
+    const r = smoothedRadius(k, sigma);
+    if (r !== undefined) {
       cert++;
-      acr += sigma * normalQuantile(pA, 0, 1);
+      acr += r;
     }
   }
   console.log(`| ${c} | ${(acr / n).toFixed(3)} | ${((100 * cert) / n).toFixed(1)}% |`);

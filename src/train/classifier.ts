@@ -382,14 +382,20 @@ export function smoothedValidation(clf: Pick<CnnClassifier, 'predict'>, ds: Data
       return pred.equal(tf.tile(y, [SMOOTH_VAL_DRAWS])).reshape([SMOOTH_VAL_DRAWS, idx.length]).cast('int32').sum(0).dataSync();
     });
     for (const k of hits) {
-      const pA = k === 0 ? 0 : betaQuantile(SMOOTH_VAL_ALPHA, k, SMOOTH_VAL_DRAWS - k + 1);
-      if (pA > 0.5) {
+      const r = smoothedRadius(k, sigma);
+      if (r !== undefined) {
         certified++;
-        radii += sigma * normalQuantile(pA, 0, 1);
+        radii += r;
       }
     }
   }
   return { acr: radii / n, certified: certified / n };
+}
+
+/** The validation proxy's radius for an image whose label won `k` of the 100 draws (undefined: not certified). */
+export function smoothedRadius(k: number, sigma: number): number | undefined {
+  const pA = k === 0 ? 0 : betaQuantile(SMOOTH_VAL_ALPHA, k, SMOOTH_VAL_DRAWS - k + 1);
+  return pA > 0.5 ? sigma * normalQuantile(pA, 0, 1) : undefined;
 }
 
 /** The input transform a Gaussian-noise classifier is calibrated with (fixed seeds per batch); undefined without noise. */
