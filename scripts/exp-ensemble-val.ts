@@ -38,15 +38,14 @@ const hits: Record<string, number[]> = Object.fromEntries(combos.map((c) => [c, 
 const t0 = Date.now();
 for (let s = 0; s < n; s += 20) {
   const idx = Array.from({ length: Math.min(20, n - s) }, (_, i) => s + i);
+  const { x, y } = batch(val, idx);
+  const labels = tf.tile(y, [DRAWS]);
   const probs = tf.tidy(() => {
-    const { x } = batch(val, idx);
     const xs = tf.tile(x, [DRAWS, 1, 1, 1]);
     const noisy = xs.add(tf.randomNormal(xs.shape, 0, sigma, 'float32', 0x61637200 + s)) as Tensor4D;
     const den = denoise(noisy) as Tensor4D;
     return Object.fromEntries(Object.entries(members).map(([k, m]) => [k, tf.keep(tf.softmax(m.predict(m.noisy ? noisy : den) as tf.Tensor2D))]));
   });
-  const { y } = batch(val, idx);
-  const labels = tf.tile(y, [DRAWS]);
   for (const c of combos) {
     const counts = tf.tidy(() => {
       const parts = c.split('+').map((k) => probs[k]);
@@ -55,7 +54,7 @@ for (let s = 0; s < n; s += 20) {
     });
     hits[c].push(...counts);
   }
-  tf.dispose([...Object.values(probs), y, labels]);
+  tf.dispose([...Object.values(probs), x, y, labels]);
   process.stderr.write(`\r${s + idx.length}/${n} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 process.stderr.write('\n');
