@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-01 (session 24): both cores finish MNIST's dds-cons sigma 1 rows (lane `ddscons mnist`);
-# then core 1 trains Fashion-MNIST's dds-cons at sigma 0.25 and certifies it, core 2 runs the rest of MNIST's dds-ft
-# table (sigma 0.25: 36 digits logged) and joins that certification; then issue #7's x0-design L2 row, cons-fashion
-# (Fashion-MNIST's noisy-base consistency; sigma 1 has 1 of 4 epochs) and lane consistency. One lane per core (each runs the lanes below in order):
+# The queue as of 2026-12-01 (session 27): both cores certify the dds-cons classifiers at sigma 0.75 (lane
+# `ddscons-at`, MNIST then Fashion-MNIST); then core 1 runs issue #7's x0-design L2 row and core 2 the rest of MNIST's
+# dds-ft table (sigma 0.5: 57 digits logged; then sigma 1); then cons-fashion (Fashion-MNIST's noisy-base consistency;
+# sigma 1 has 1 of 4 epochs) and lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
@@ -240,6 +240,20 @@ case "${1:-}" in
         --indices 99-0 || exit 1
     done
     ;;
+  ddscons-at)
+    # issue #5 (session 27): a dds-cons classifier certified at a sigma it was not trained at, `ddscons-at <ds> <sigma>
+    # <trained sigma>`. At n = 10,000 and alpha = 0.001 the largest radius sigma 0.5 can certify is 1.60 (r 1.5 needs
+    # at most 4 errors in 10,000 draws) and sigma 1's rows fall away early, so sigma 0.75 (max radius 2.40) is the
+    # natural middle row. Which trained classifier stands in was chosen on 500 validation images (one-shot DDS at
+    # sigma 0.75, 100 draws, alpha 0.01; scripts/smoothed-val.ts): the sigma-1 classifier on both datasets (README).
+    ds=${2:-mnist} s=${3:-0.75} from=${4:-1}
+    short=${ds%-mnist} exp=runs/$ds/experiments/dds-cons
+    models_links $exp $ds diffusion.json diffusion.bin
+    link_weights $exp $ds classifier-dds-cons$from classifier-dds-cons$s
+    ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
+    ADVPURIFY_MODELS=$exp/models step cert-$short-ddscons-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
+      --indices 99-0 || exit 1
+    ;;
   ddsden)
     # issue #5 (session 24): denoised smoothing's denoiser fine-tuned at one sigma through the frozen dds-cons
     # classifier of that sigma (`advpurify train denoiser`: Salman et al.'s classification-objective denoiser, on the
@@ -460,7 +474,9 @@ case "${1:-}" in
     # (session 24: consistency weight 10 at sigma 1 scored validation ACR 0.812 after epoch 1 against lambda 5's
     # 0.827 / 0.831 and was stopped; then MNIST's sigma 1 rows with core 2, then Fashion-MNIST's dds-cons at sigma
     # 0.25 (r 0.5, 7 points short; dds-ft sigma 0.25 has 72%), whose rows core 2 joins)
-    "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" restore-test x0-l2; "$SELF" cons-fashion
+    # (session 27: both datasets' dds-cons rows at sigma 0.75 with core 2, before issue #7's x0 L2 row)
+    "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
+    "$SELF" restore-test x0-l2; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -487,7 +503,9 @@ case "${1:-}" in
     # (session 24: then the rest of MNIST's dds-ft table while core 1 trains Fashion-MNIST's dds-cons sigma 0.25, then
     # that one's rows with core 1; session 25: that one's rows first, the only ones that may move a goal, MNIST's
     # dds-ft sigma 0.5 and 1 rows after them)
-    "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
+    # (session 27: the sigma 0.75 dds-cons rows with core 1 first)
+    "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
+    "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each
@@ -504,7 +522,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddsden [ds [sigma]]|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddscons-at [ds [sigma [trained sigma]]]|ddsden [ds [sigma]]|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
