@@ -6,9 +6,9 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-01 (session 27): both cores certify the dds-cons classifiers at sigma 0.75 (lane
-# `ddscons-at`, MNIST then Fashion-MNIST); then core 1 runs issue #7's x0-design L2 row and core 2 the rest of MNIST's
-# dds-ft table (sigma 0.5: 57 digits logged; then sigma 1); then cons-fashion (Fashion-MNIST's noisy-base consistency;
+# The queue as of 2026-12-02 (session 28): the dds-cons sigma 0.75 rows are done; both cores run issue #7's x0-design
+# L2 row (core 1 from the first image, core 2 from the last, `restore-test x0-l2 [down]`); then core 2 the rest of
+# MNIST's dds-ft table (sigma 0.5 done; sigma 1); then cons-fashion (Fashion-MNIST's noisy-base consistency;
 # sigma 1 has 1 of 4 epochs) and lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
@@ -424,14 +424,17 @@ case "${1:-}" in
     # in its own directory since its rows are also named restore; L-inf first, the norm the goal is judged on)
     # (the x0 design's row, ~7.5 core-hours, runs as `restore-test x0`: core 1 runs issue #6's 6x6 patch
     # benchmark before it)
-    # (`restore-test x0-l2`: the x0 design's L2 1.5 row, so that both norms compare with diffpure's)
+    # (`restore-test x0-l2`: the x0 design's L2 1.5 row, so that both norms compare with diffpure's; session 28:
+    # `restore-test x0-l2 down` is a second run on the same log from the last image (--reverse), the two meet)
     runs="restore-linf restore-l2"; [ "${2:-}" = x0 ] && runs=restore-x0-linf; [ "${2:-}" = x0-l2 ] && runs=restore-x0-l2
+    down=""; [ "${3:-}" = down ] && down=-down
     for run in $runs; do
       norm=${run##*-}; eps=0.1; [ $norm = l2 ] && eps=1.5
       out=runs/robustness/$norm; flags=""
       case $run in restore-x0-*) out=runs/robustness/$norm-restore-x0; flags="--restorer x0 --t-star 450";; esac
+      [ -n "$down" ] && flags="$flags --reverse"
       done_before $run runs/robustness/$norm-${run%-*}.log || \
-        step $run runs/robustness/$norm-${run%-*}.log $ROB --workers 1 --norm $norm --eps $eps --defense restore $flags --out $out
+        step $run$down runs/robustness/$norm-${run%-*}.log $ROB --workers 1 --norm $norm --eps $eps --defense restore $flags --out $out
     done
     ;;
   report)
@@ -504,8 +507,9 @@ case "${1:-}" in
     # that one's rows with core 1; session 25: that one's rows first, the only ones that may move a goal, MNIST's
     # dds-ft sigma 0.5 and 1 rows after them)
     # (session 27: the sigma 0.75 dds-cons rows with core 1 first)
+    # (session 28: issue #7's x0 L2 row from the other end with core 1 (--reverse) before the rest of dds-ft)
     "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
-    "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
+    "$SELF" restore-test x0-l2 down; "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each

@@ -81,6 +81,34 @@ describe('bench robustness runner', () => {
     expect(rowsOf(logPath(out, 'none'))).toHaveLength(9);
   });
 
+  it('runs sharing a directory: --reverse takes the batches from the end, and each leaves out what another has logged', async () => {
+    const opts = { count: 4, eps: [0.1], batchSize: 1 };
+    const strip = (rows: ImageRow[]) => rows.map(({ seconds: _s, ...r }) => r);
+    const ref = join(dir, 'shared-ref');
+    const whole = await runRobustness(base(ref, opts));
+    // a reverse run writes its batches last image first, with the forward run's seeds: the same rows
+    const rev = join(dir, 'shared-rev');
+    await runRobustness(base(rev, { ...opts, reverse: true }));
+    expect(rowsOf(logPath(rev, 'none')).map((r) => r.index)).toEqual([3, 2, 1, 0]);
+    expect(strip(rowsOf(logPath(rev, 'none'))).sort((a, b) => a.index - b.index)).toEqual(strip(rowsOf(logPath(ref, 'none'))));
+    // another run logs images 3 and 2 while this one is on its first batch: it computes only 0 and 1, and its
+    // report counts all four
+    const o = join(dir, 'shared');
+    const theirs = readFileSync(logPath(ref, 'none'), 'utf8').trim().split('\n').slice(1).filter((l) => [2, 3].includes((JSON.parse(l) as ImageRow).index));
+    let appended = false;
+    const mine = await runRobustness(base(o, {
+      ...opts,
+      onProgress: () => {
+        if (!appended) appendFileSync(logPath(o, 'none'), theirs.join('\n') + '\n');
+        appended = true;
+      },
+    }));
+    expect(mine.computed).toBe(2);
+    expect(rowsOf(logPath(o, 'none')).map((r) => r.index)).toEqual([0, 2, 3, 1]); // theirs landed after its first batch
+    const untimed = (r: typeof whole) => r.report.results.map(({ secondsPerImage: _t, ...x }) => x);
+    expect(untimed(mine)).toEqual(untimed(whole));
+  });
+
   it('refuses to continue a log written with other attack settings', async () => {
     await expect(runRobustness(base(out, { settings: { pgdSteps: 4, apgdSteps: 3, squareQueries: 10 } }))).rejects.toThrow(/different settings \(settings\)/);
   });

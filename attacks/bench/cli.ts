@@ -2,7 +2,8 @@
  * `advpurify bench robustness` (flags -> runRobustness / attackCost):
  *   advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf --eps 0.05,0.1,0.15
  *     --defense none,jpeg,bitdepth,median,diffpure,oneshot,adv --attacks pgd,apgd,square --preset standard
- *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma --votes k --restorer cold|x0] [--json]
+ *     [--out runs/robustness] [--workers N] [--batch-size 10] [--seed 0] [--t-star --steps --sampler --sigma --votes k --restorer cold|x0] [--reverse] [--json]
+ *   (--reverse: batches from the last image backwards, for a second run sharing --out; each run skips what the other logged)
  *   (--votes k: the purifier deployed with `draws: k`, k purifications majority-voted per classification)
  *   advpurify bench robustness --report-cost [--defense ... --preset ...]
  * Rerunning the same command resumes from the per-defence logs in --out.
@@ -66,6 +67,7 @@ export async function benchRobustness(f: Flags): Promise<number> {
     eps: numList(f.eps, 'eps') ?? [norm === 'Linf' ? 0.1 : 1.0],
     seed: num(f.seed, 'seed'),
     workers: num(f.workers, 'workers'),
+    reverse: f.reverse === true,
     outDir: f.out ?? 'runs/robustness',
   });
   process.stdout.write(f.json ? `${JSON.stringify(r.report)}\n` : readFileSync(r.files.markdown, 'utf8'));

@@ -6,7 +6,7 @@
  * robustness.svg in the output directory.
  *
  * Seeds depend only on (run seed, defence, eps, first image of the batch): results do not depend on the
- * number of workers or on resumption.
+ * number of workers, on resumption, or on which of several runs sharing the logs computed a batch.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -42,6 +42,13 @@ export interface RobustnessOptions {
   batchSize?: number; // images per task, default 10
   /** worker threads; <= 1 runs in this thread (default) */
   workers?: number;
+  /**
+   * Take the batches from the last image backwards. Several runs may share `outDir` (processes, or machines
+   * whose logs are merged): each reads the log again before every batch and leaves out the images another run
+   * has logged, so a second run started with `reverse` meets the first in the middle. Batches and their seeds are
+   * those of a forward run, so the rows do not depend on which run computed them.
+   */
+  reverse?: boolean;
   outDir: string;
   /** purifier options for the diffpure/oneshot defences */
   purify?: PurifyOptions;
@@ -134,21 +141,42 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
     }
   }
 
+  if (o.reverse) tasks.reverse();
+
   const total = tasks.reduce((n, t) => n + t.indices.length, 0);
   const bar = new Progress(total, 'robustness', 60);
   let done = 0;
+  let attacked = 0; // by this run (done also counts images another run logged meanwhile)
+  // Another run may be appending to the same logs: just before a batch starts, the images it has logged since
+  // are taken into this run's rows and left out of the batch (true: nothing of the batch is left to do).
+  const loggedElsewhere = (task: Task): boolean => {
+    const now = readLog(logPath(o.outDir, task.defense));
+    const header = headerFor(spec, task.defense);
+    if (!now || now.header.defense !== task.defense || canonical(now.header.config) !== canonical(header.config)) return false;
+    const seen = logged.get(task.defense)!;
+    for (const r of now.rows) if (!seen.has(rowKey(r.eps, r.index))) seen.set(rowKey(r.eps, r.index), r);
+    const left = task.indices.filter((i) => !seen.has(rowKey(task.eps, i)));
+    if (left.length < task.indices.length) {
+      done += task.indices.length - left.length;
+      bar.update(done, `${task.defense} eps=${task.eps} (logged by another run)`);
+      task.indices = left;
+    }
+    return left.length === 0;
+  };
   const onRows = (task: Task, rows: ImageRow[]) => {
     appendRows(logPath(o.outDir, task.defense), rows);
     for (const r of rows) logged.get(task.defense)!.set(rowKey(r.eps, r.index), r);
     done += rows.length;
+    attacked += rows.length;
     bar.update(done, `${task.defense} eps=${task.eps}`);
     o.onProgress?.({ done, total, defense: task.defense, eps: task.eps });
   };
   if (tasks.length) {
-    if ((o.workers ?? 1) > 1 && !o.build) await runInWorkers(spec, tasks, o.workers!, onRows);
+    if ((o.workers ?? 1) > 1 && !o.build) await runInWorkers(spec, tasks, o.workers!, onRows, loggedElsewhere);
     else {
       const runner = new TaskRunner(spec, ds, o.build);
       for (const task of tasks) {
+        if (loggedElsewhere(task)) continue;
         onRows(task, await runner.run(task));
         await new Promise((r) => setImmediate(r)); // let pending I/O through between batches
       }
@@ -189,7 +217,7 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
   writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
   writeFileSync(files.markdown, renderMarkdown(report));
   writeFileSync(files.svg, renderSvg(report));
-  return { report, files, computed: total };
+  return { report, files, computed: attacked };
 }
 
 /** The purifier options a log's recorded settings stand for (purifyRecord's inverse). */

@@ -75,6 +75,13 @@ export class TaskRunner {
 }
 
 /** Hands tasks to `n` workers (worker.ts) as they become free; `onRows` runs in this thread for each finished task. */
-export async function runInWorkers(spec: RunSpec, tasks: Task[], n: number, onRows: (task: Task, rows: ImageRow[]) => void): Promise<void> {
-  await runTasksInWorkers<Task, ImageRow[]>(new URL('./worker', import.meta.url), { spec }, tasks, n, onRows, (t) => `${t.defense} eps ${t.eps}`);
+export async function runInWorkers(
+  spec: RunSpec,
+  tasks: Task[],
+  n: number,
+  onRows: (task: Task, rows: ImageRow[]) => void,
+  /** asked just before a task is handed out: true drops it (another run has logged it meanwhile) */
+  skip?: (task: Task) => boolean,
+): Promise<void> {
+  await runTasksInWorkers<Task, ImageRow[]>(new URL('./worker', import.meta.url), { spec }, tasks, n, onRows, (t) => `${t.defense} eps ${t.eps}`, skip);
 }

@@ -65,6 +65,7 @@ export const OPTIONS = {
   attacks: { type: 'string' },
   preset: { type: 'string' },
   'report-cost': { type: 'boolean' },
+  reverse: { type: 'boolean' },
   degradations: { type: 'string' },
   severities: { type: 'string' },
   preprocessors: { type: 'string' },

@@ -73,7 +73,8 @@ export const COMMAND_HELP: Record<string, string> = {
   bench: `usage: advpurify bench perf
        advpurify bench robustness --dataset fashion-mnist --split test --count 200 --norm linf|l2 --eps 0.1 --preset standard|strong
              --defense none,jpeg[:q],bitdepth[:b],median,diffpure,oneshot,restore,adv[,<defence>@classifier-<name>] --attacks pgd,apgd,square
-             [--t-star N --steps K --sampler ddpm|ddim --guidance G --votes K --workers N --out DIR --report-cost]
+             [--t-star N --steps K --sampler ddpm|ddim --guidance G --votes K --workers N --out DIR --reverse --report-cost]
+       Runs may share --out: each skips the batches another has logged; --reverse starts from the last image.
        advpurify bench patch [--count 200 --sizes 4,6,8 --indices 0-199 --workers N --attacks perimage,universal --defense none,diffpure,patch,auto,patchcleanser --cleanser-classifiers classifier-masked]
        advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,...
              --restore-t-star N --restore-steps K --cold-steps K --variant classifier-<name> --out DIR]`,
