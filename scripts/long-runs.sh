@@ -6,9 +6,8 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-02 (session 28): the dds-cons sigma 0.75 rows are done; both cores run issue #7's x0-design
-# L2 row (core 1 from the first image, core 2 from the last, `restore-test x0-l2 [down]`); then core 2 the rest of
-# MNIST's dds-ft table (sigma 0.5 done; sigma 1); then cons-fashion (Fashion-MNIST's noisy-base consistency;
+# The queue as of 2026-12-02 (session 28): the dds-cons sigma 0.75 rows and issue #7's x0-design L2 row are done;
+# core 1 runs cons-fashion, core 2 the rest of MNIST's dds-ft table (sigma 1; 0.25 and 0.5 done); then cons-fashion (Fashion-MNIST's noisy-base consistency;
 # sigma 1 has 1 of 4 epochs) and lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
