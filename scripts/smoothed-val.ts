@@ -22,5 +22,5 @@ const sigma = Number(sigmaArg);
 const count = Number(countArg ?? 500);
 const denoise = dds ? (await ddsAugmenter({ model: dataset, sigma })).smoothing?.denoise : undefined;
 const predictor = denoise ? { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoise(x))) } : clf;
-const r = smoothedValidation(predictor, loadDataset(dataset as DatasetName, 'val'), sigma, count);
+const r = await smoothedValidation(predictor, loadDataset(dataset as DatasetName, 'val'), sigma, count);
 console.log(`${dataset} ${variant}${dds ? ' after one-shot denoising' : ''} sigma ${sigma}: ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${count} validation images, 100 draws, alpha 0.01)`);

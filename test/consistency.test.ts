@@ -92,14 +92,14 @@ describe('smoothed validation score', () => {
   })();
   const always = (k: number): Pick<CnnClassifier, 'predict'> => ({ predict: (x: tf.Tensor4D) => tf.tidy(() => tf.oneHot(tf.fill([x.shape[0]], k, 'int32'), 10).mul(5) as tf.Tensor2D) });
 
-  it('a classifier that is always right certifies every image at the radius 100 of 100 draws allow; one always wrong certifies none', () => {
+  it('a classifier that is always right certifies every image at the radius 100 of 100 draws allow; one always wrong certifies none', async () => {
     const before = tf.memory().numTensors;
-    const right = smoothedValidation(always(3), threes, 0.5, 30, 7);
+    const right = await smoothedValidation(always(3), threes, 0.5, 30, 7);
     const pA = betaQuantile(0.01, 100, 1); // one-sided Clopper-Pearson lower bound, 100 of 100, alpha 0.01
     expect(right.certified).toBe(1);
     expect(right.acr).toBeCloseTo(0.5 * normalQuantile(pA, 0, 1), 6);
     expect(right.acr).toBeCloseTo(0.5 * 1.695, 2);
-    expect(smoothedValidation(always(5), threes, 0.5, 30)).toEqual({ acr: 0, certified: 0 });
+    expect(await smoothedValidation(always(5), threes, 0.5, 30)).toEqual({ acr: 0, certified: 0 });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

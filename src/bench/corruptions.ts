@@ -26,6 +26,7 @@ import { imageSize, loadDataset, loadFixture, take, type Dataset, type DatasetNa
 import { DEGRADATIONS, degradationsFor, getDegradation, randomSequence, SEVERITIES, type Severity } from '../degradations/index.js';
 import type { LogitsFn } from '../types.js';
 import { Progress } from '../util/progress.js';
+import { yieldToEventLoop } from '../util/yield.js';
 import { psnrPerImage, ssimPerImage } from './similarity.js';
 import { writeCorruptionReport, type CellSummary } from './corruptions-report.js';
 
@@ -137,7 +138,7 @@ export async function runCorruptionBench(o: CorruptionBenchOptions): Promise<{ m
       const n = Math.min(chunk, count - start);
       const todo = names.filter((preprocessor) => !have.has(key({ condition, severity, preprocessor, start })));
       if (todo.length > 0) {
-        await new Promise((r) => setImmediate(r)); // stay responsive between chunks (signals, progress, test runners' RPC)
+        await yieldToEventLoop(); // stay responsive between chunks (signals, progress, test runners' RPC)
         const x = tf.tensor4d(o.data.images.subarray(start * size, (start + n) * size), [n, ...o.data.shape]);
         const labels = o.data.labels.subarray(start, start + n);
         const cleanPred = tf.tidy(() => o.classifier(x).argMax(-1).dataSync());

@@ -18,6 +18,7 @@ import { maskSet } from '../purify/patch/patchcleanser.js';
 import { loadWeights } from '../models/weights.js';
 import { mulberry32, permutation } from '../util/rng.js';
 import { fmtLoss, Progress } from '../util/progress.js';
+import { yieldToEventLoop } from '../util/yield.js';
 import { augmentInto, mirrorKeepsClass } from './augment.js';
 import { checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 
@@ -300,6 +301,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
         loss.dispose();
       }
       bar.update(s + 1, `loss ${fmtLoss(lossAvg, 3)}`);
+      await yieldToEventLoop(); // a long run stays responsive (signals, progress, test runners' RPC)
       if (every > 0 && (s + 1) % every === 0 && s + 1 < stepsPerEpoch) {
         // mid-epoch checkpoint (adversarial epochs take hours): resume replays this epoch's stream to here
         await saveCheckpoint(o.checkpoint, namedWeights(model), opt, { epoch, step: step + 1, stepInEpoch: s + 1, seed: o.seed, bestVal: best });
@@ -310,14 +312,18 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     const aug = o.purifyAug;
     const smoothing = aug?.smoothing;
     recalibrateBatchNorm(model, train, o.bnCalibrationCount ?? 4096, 256, aug && smoothing ? (x, i) => aug.purify(x, 0x6e6f6973 + i, 0) : noisePrep(o.noiseSigma));
+    await yieldToEventLoop(); // (between the validation passes too: each can take minutes)
     const valAcc = accuracy(noisyPredictor(clf, o.noiseSigma), val);
+    await yieldToEventLoop();
     // adversarial training keeps the epoch of best robust validation accuracy (robust overfitting: Rice et al. 2020)
     const robustVal = o.adversary?.attack ? robustAccuracy(clf, o.adversary, val, o.robustValCount ?? 1000, o.seed) : undefined;
+    await yieldToEventLoop();
     const purifiedVal = o.purifyAug ? purifiedAccuracies(clf, o.purifyAug, val, o.purifiedValCount ?? 1000) : undefined;
+    await yieldToEventLoop();
     const purifiedMean = purifiedVal && Object.values(purifiedVal).reduce((p, q) => p + q, 0) / Object.keys(purifiedVal).length;
     const acrCount = Math.min(o.acrValCount ?? 500, val.count);
     const denoised = smoothing && { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(smoothing.denoise(x))) };
-    const acr = acrCount > 0 && (denoised ? smoothedValidation(denoised, val, smoothing.sigma, acrCount) : o.noiseSigma ? smoothedValidation(clf, val, o.noiseSigma, acrCount) : undefined);
+    const acr = acrCount > 0 && (denoised ? await smoothedValidation(denoised, val, smoothing.sigma, acrCount) : o.noiseSigma ? await smoothedValidation(clf, val, o.noiseSigma, acrCount) : undefined);
     // smoothed classifiers (consistency training, dds fine-tuning) are kept by their validation ACR
     const score = robustVal ?? (byAcr && acr ? acr.acr : purifiedMean !== undefined ? (valAcc + purifiedMean) / 2 : valAcc);
     log(`epoch ${epoch + 1}: loss ${lossAvg.toFixed(4)} val acc ${(100 * valAcc).toFixed(2)}%${o.noiseSigma ? ` (under noise sigma ${o.noiseSigma})` : ''}` +
@@ -369,11 +375,12 @@ const SMOOTH_VAL_ALPHA = 0.01;
  * (ACR, 0 for images not certified with their label) and the share certified. Fixed noise seeds: epochs are
  * compared on the same draws.
  */
-export function smoothedValidation(clf: Pick<CnnClassifier, 'predict'>, ds: Dataset, sigma: number, count: number, imagesPerBatch = 20): { acr: number; certified: number } {
+export async function smoothedValidation(clf: Pick<CnnClassifier, 'predict'>, ds: Dataset, sigma: number, count: number, imagesPerBatch = 20): Promise<{ acr: number; certified: number }> {
   const n = Math.min(count, ds.count);
   let radii = 0;
   let certified = 0;
   for (let s = 0; s < n; s += imagesPerBatch) {
+    await yieldToEventLoop(); // minutes of synchronous forwards through a denoiser otherwise
     const idx = Array.from({ length: Math.min(imagesPerBatch, n - s) }, (_, i) => s + i);
     const hits = tf.tidy(() => {
       const { x, y } = batch(ds, idx);

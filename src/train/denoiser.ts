@@ -24,6 +24,7 @@ import { DEFAULT_UNET, type Params } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
 import { fmtLoss, Progress } from '../util/progress.js';
+import { yieldToEventLoop } from '../util/yield.js';
 import { mirrorKeepsClass, stepBatch } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { consistencyLoss, smoothedValidation } from './classifier.js';
@@ -134,8 +135,8 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
     }, { float16: true });
     const checkpoint = () => saveCheckpoint(o.checkpoint, Object.fromEntries(Object.entries(vars).map(([k, v]) => [`net/${k}`, v])), opt,
       { epoch: 0, step, seed: o.seed, lossAvg, bestAcr: best, bestStep, initialAcr });
-    const check = () => {
-      const r = validate();
+    const check = async () => {
+      const r = await validate();
       if (step === 0) initialAcr = r.acr;
       const better = r.acr > best;
       if (better) {
@@ -145,7 +146,7 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
       }
       log(`step ${step}: validation ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${val.count} images, 100 draws)${better ? `; saved ${o.out}` : ''}`);
     };
-    if (validateEvery > 0 && step === 0 && val.count > 0) check();
+    if (validateEvery > 0 && step === 0 && val.count > 0) await check();
 
     const size = imageSize(train);
     const [h, w, c] = train.shape;
@@ -156,7 +157,7 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
     const start = step;
     while (step < o.steps) {
       const rng = stepBatch(train, step, o.seed, xb, { maxShift: 2, flip: mirror }, yb);
-      await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
+      await yieldToEventLoop(); // a long run stays responsive (signals, progress, test runners' RPC)
       const noiseSeed = Math.floor(rng() * 2 ** 31);
       (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
       const lossT = tf.tidy(() => {
@@ -179,7 +180,7 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
       lossAvg = Number.isNaN(lossAvg) ? l : 0.95 * lossAvg + 0.05 * l;
       bar.update(step - start, `step ${step} loss ${fmtLoss(lossAvg, 4)}`);
       const validateNow = validateEvery > 0 && val.count > 0 && (step % validateEvery === 0 || step === o.steps);
-      if (validateNow) check();
+      if (validateNow) await check();
       if (validateNow || step % every === 0 || step === o.steps) await checkpoint();
     }
     bar.done();

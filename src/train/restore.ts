@@ -37,6 +37,7 @@ import { Purifier } from '../purify/purifier.js';
 import { psnrPerImage } from '../bench/similarity.js';
 import { mulberry32, permutation, type Rng } from '../util/rng.js';
 import { fmtLoss, Progress } from '../util/progress.js';
+import { yieldToEventLoop } from '../util/yield.js';
 import { mirrorKeepsClass, stepBatch } from './augment.js';
 import { checkpointExists, clipByGlobalNorm, emaUpdate, loadCheckpoint, restoreNetAndEma, saveCheckpoint } from './checkpoint.js';
 
@@ -255,7 +256,7 @@ export async function trainRestore(o: TrainRestoreOptions): Promise<{ step: numb
   const mirror = mirrorKeepsClass(o.dataset);
   while (step < o.steps) {
     const rng = stepBatch(train, step, o.seed, xb, { maxShift: 0, flip: mirror });
-    await new Promise((r) => setImmediate(r)); // a long run stays responsive (signals, progress, test runners' RPC)
+    await yieldToEventLoop(); // a long run stays responsive (signals, progress, test runners' RPC)
     const batch = await restoreBatch(d, xb, [B, h, w, c], rng, o);
     (opt as unknown as { learningRate: number }).learningRate = diffusionLr(o, step, warmup);
     const [lossU, lossL] = tf.tidy(() => {
