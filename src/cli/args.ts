@@ -77,6 +77,9 @@ export const OPTIONS = {
   classifier: { type: 'string' },
   mse: { type: 'string' },
   'acr-val-count': { type: 'string' },
+  'student-ch': { type: 'string' },
+  distill: { type: 'string' },
+  cls: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

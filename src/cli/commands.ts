@@ -177,6 +177,7 @@ const train: Command = async (pos, f) => {
       steps: num(f.steps, 'steps') ?? 2000, batchSize: num(f['batch-size'], 'batch-size'), lr: num(f.lr, 'lr'),
       lambda: num(f.consistency, 'consistency'), eta: num(f['consistency-eta'], 'consistency-eta'), draws: num(f['noise-draws'], 'noise-draws'),
       mse: num(f.mse, 'mse'), validateEvery: num(f['validate-every'], 'validate-every'), acrValCount: num(f['acr-val-count'], 'acr-val-count'),
+      studentCh: num(f['student-ch'], 'student-ch'), distill: num(f.distill, 'distill'), cls: num(f.cls, 'cls'),
     });
     out(f, r, `denoiser sigma ${sigma}: step ${r.step}, validation ACR ${r.initialAcr?.toFixed(3) ?? '-'} at the start, best ${r.bestAcr?.toFixed(3) ?? '-'}${r.bestStep !== undefined ? ` (step ${r.bestStep})` : ''}`);
   } else throw new UsageError('usage: advpurify train classifier|diffusion|restore|denoiser --dataset fashion-mnist|mnist [...]');

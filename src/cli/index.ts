@@ -6,7 +6,7 @@
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma [--consistency L] --variant --init --weights-dtype float16|uint8]
  *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000] [--purify-sigma 0.5] [--restore-aug]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
- *   advpurify train denoiser --dataset fashion-mnist --sigma 0.5 --classifier PATH [--steps 2000 --batch-size 32 --lr 2e-5 --consistency 5 --mse 0 --validate-every 500 --acr-val-count 500]
+ *   advpurify train denoiser --dataset fashion-mnist --sigma 0.5 --classifier PATH [--steps 2000 --batch-size 32 --lr 2e-5 --consistency 5 --mse 0 --validate-every 500 --acr-val-count 500 --student-ch N --distill W --cls 1]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
  *   advpurify bench perf
  *   advpurify bench corruptions [--split test|val|fixture --count 1000 --degradations a,b --severities 1,2,3 --preprocessors raw,diffpure,restore,... --variant classifier-<name>]
@@ -64,9 +64,11 @@ export const COMMAND_HELP: Record<string, string> = {
   diffusion:  --steps N --decay-from N
   restore:    --steps N --decay-from N --init PATH --validate-every N
   denoiser:   --sigma S --classifier PATH [--init PATH --steps 2000 --consistency 5 --consistency-eta 0.5 --noise-draws 2
-              --mse 0 --validate-every 500 --acr-val-count 500]
+              --mse 0 --validate-every 500 --acr-val-count 500 --student-ch N --distill W --cls 1]
                                               denoised smoothing's denoiser: the diffusion model fine-tuned at sigma S
-                                              through the frozen classifier (consistency loss; best validation ACR kept)`,
+                                              through the frozen classifier (consistency loss; best validation ACR kept);
+                                              --student-ch N trains a fresh U-Net of base width N instead, --distill W
+                                              towards the init model's one-shot x0 (--cls 0: distillation alone)`,
   certify: `usage: advpurify certify --dataset fashion-mnist|mnist --base dds,noisy,consistency,dds-ft,dds-cons --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001
        [--count 100 --skip 1 | --indices 0-49,99-50] [--seed N --workers N --out DIR --json]
        Runs may share --out (processes or machines): each skips images another has logged.`,

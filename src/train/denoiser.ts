@@ -15,12 +15,19 @@
  * validation split carved from the training data) is measured, step 0 included, and the best weights so far are
  * written to `out`; one rolling checkpoint (weights, Adam state, loop state) resumes an interrupted run, data order
  * and noise draws included.
+ *
+ * A smaller denoiser (`studentCh`): a fresh U-Net of that base width (the init model's shape otherwise) trained to
+ * reproduce the init model's one-shot x0 at this step (`distill` times the model-scale MSE between the two x0 on the
+ * same noisy input; Hinton-style distillation with the diffusion model as the teacher), optionally with the
+ * classification term (`cls`, default 1; 0 for pure distillation). It keeps what the classifiers fine-tuned on the
+ * teacher's denoisings were trained on, at a fraction of the cost: a certification sample costs one U-Net pass and
+ * one classifier pass, and the U-Net's cost grows with the square of its width.
  */
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
 import { denoisedBase } from '../../certify/bases.js';
 import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
-import { DEFAULT_UNET, type Params } from '../models/unet.js';
+import { DEFAULT_UNET, initUNet, type Params, type UNetConfig } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
 import { fmtLoss, Progress } from '../util/progress.js';
@@ -46,6 +53,13 @@ export interface TrainDenoiserOptions {
   lambda?: number; // consistency weight, default 5
   eta?: number; // entropy weight, default 0.5
   mse?: number; // weight of the x0 pixel MSE (model scale), default 0
+  /** train a fresh U-Net of this base width (the init model's shape otherwise) instead of fine-tuning a copy; its
+   *  rate decays on a cosine from `lr` to 0 over `steps` */
+  studentCh?: number;
+  /** weight of the MSE (model scale) between this network's x0 and the frozen init model's on the same input; default 0 */
+  distill?: number;
+  /** weight of the classification (consistency) term, default 1; 0 trains without the classifier's gradient */
+  cls?: number;
   lr?: number; // Adam, constant after a 50-step warm-up; default 2e-5
   seed: number;
   checkpointEvery?: number; // default 50
@@ -73,12 +87,16 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   const lambda = o.lambda ?? 5;
   const eta = o.eta ?? 0.5;
   const mse = o.mse ?? 0;
+  const distill = o.distill ?? 0;
+  const cls = o.cls ?? 1;
   const lr = o.lr ?? 2e-5;
   const every = o.checkpointEvery ?? 50;
   const validateEvery = o.validateEvery ?? 500;
   if (!(Number.isInteger(B) && B >= 1)) throw new RangeError(`batchSize must be a positive integer, got ${B}`);
   if (!(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`draws must be an integer >= 2, got ${draws}`);
-  if (!(lambda >= 0 && eta >= 0 && mse >= 0)) throw new RangeError('lambda, eta and mse must be >= 0');
+  if (!(lambda >= 0 && eta >= 0 && mse >= 0 && distill >= 0 && cls >= 0)) throw new RangeError('lambda, eta, mse, distill and cls must be >= 0');
+  if (!(cls > 0 || mse > 0 || distill > 0)) throw new RangeError('nothing to train on: cls, mse and distill are all 0');
+  if (o.studentCh !== undefined && !(Number.isInteger(o.studentCh) && o.studentCh >= 4 && o.studentCh <= 256)) throw new RangeError(`studentCh must be an integer in [4, 256], got ${o.studentCh}`);
   if (!(Number.isInteger(o.steps) && o.steps >= 0)) throw new RangeError(`steps must be an integer >= 0, got ${o.steps}`);
   const train = o.train ?? loadDataset(o.dataset, 'train');
   const val = take(o.val ?? loadDataset(o.dataset, 'val'), Math.max(0, o.acrValCount ?? 500));
@@ -91,20 +109,29 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   const initMeta: DiffusionMeta = { ...stored, unet: stored.unet ?? DEFAULT_UNET };
   if (initMeta.kind !== 'ddpm-unet' || initMeta.dataset !== o.dataset) throw new Error(`--init ${o.init} is not a ${o.dataset} diffusion model`);
   if ((initMeta as { restore?: unknown }).restore) throw new Error(`--init ${o.init} is a restoration model; start from the diffusion model`);
+  // the network trained: a copy of the init model, or a fresh student of another width
+  const unet: UNetConfig = o.studentCh === undefined ? initMeta.unet : studentConfig(initMeta.unet, o.studentCh);
+  const netMeta: DiffusionMeta = { ...initMeta, unet };
+  const start = o.studentCh === undefined ? tensors : initUNet(unet, o.seed);
   const vars: Record<string, tf.Variable> = {};
-  for (const [k, v] of Object.entries(tensors)) vars[k] = tf.variable(v, true, `denoiser/${k}`);
-  tf.dispose(Object.values(tensors));
-  const dm = new DiffusionModel(vars as Params, initMeta); // its eps reads the variables as they train (not disposed: the variables are)
+  for (const [k, v] of Object.entries(start)) vars[k] = tf.variable(v, true, `denoiser/${k}`);
+  if (start !== tensors) tf.dispose(Object.values(start));
+  // the frozen init model, kept only to distill from
+  const teacher = distill > 0 ? new DiffusionModel(tensors as Params, initMeta) : undefined;
+  if (!teacher) tf.dispose(Object.values(tensors));
+  const dm = new DiffusionModel(vars as Params, netMeta); // its eps reads the variables as they train (not disposed: the variables are)
   const clf = classifierFromWeights(o.classifier, 'denoiser-classifier');
   if (clf.meta.dataset !== o.dataset) {
     clf.dispose();
     tf.dispose(Object.values(vars));
+    tf.dispose(teacher ? Object.values(tensors) : []);
     throw new Error(`--classifier ${o.classifier} is a ${clf.meta.dataset} classifier, not ${o.dataset}`);
   }
   const opt = tf.train.adam(lr, 0.9, 0.999);
   try {
     const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
     const tStar = denoiser.tStar;
+    const teacherDenoiser = teacher && denoisedBase(teacher.diffusion, teacher.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 });
     const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
     const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
 
@@ -126,11 +153,12 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
     }
     const settings = {
       sigma: o.sigma, tStar, batchSize: B, draws, lambda, eta, mse, lr, seed: o.seed,
+      ...(o.studentCh !== undefined ? { studentCh: o.studentCh, unet } : {}), ...(distill > 0 ? { distill } : {}), ...(cls !== 1 ? { cls } : {}),
       init: weightsFingerprint(o.init), classifier: weightsFingerprint(o.classifier), classifierPath: o.classifier,
     };
     // (`last`: no validation in this run, the weights of its last step; else the best by validation ACR, now)
     const save = (last = false) => saveWeights(o.out, vars as Params, {
-      ...initMeta,
+      ...netMeta,
       denoiser: { ...settings, step, ...(last ? { selected: 'last step' } : { selected: 'validation ACR', initialAcr, valAcr: best, valImages: val.count }) },
     }, { float16: true });
     const checkpoint = () => saveCheckpoint(o.checkpoint, Object.fromEntries(Object.entries(vars).map(([k, v]) => [`net/${k}`, v])), opt,
@@ -159,16 +187,21 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
       const rng = stepBatch(train, step, o.seed, xb, { maxShift: 2, flip: mirror }, yb);
       await yieldToEventLoop(); // a long run stays responsive (signals, progress, test runners' RPC)
       const noiseSeed = Math.floor(rng() * 2 ** 31);
-      (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50);
+      // (a student, trained from scratch, decays its rate on a cosine over the run; a fine-tuned copy keeps it)
+      const decay = o.studentCh === undefined ? 1 : 0.5 * (1 + Math.cos((Math.PI * step) / o.steps));
+      (opt as unknown as { learningRate: number }).learningRate = lr * Math.min(1, (step + 1) / 50) * decay;
       const lossT = tf.tidy(() => {
         const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
         const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
         const noisy = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)) as Tensor4D;
+        const target = teacherDenoiser?.(noisy) as Tensor4D | undefined; // (outside the gradient: the teacher is frozen)
         const { value, grads } = tf.variableGrads(() => {
           const x0 = denoiser(noisy) as Tensor4D; // the certification base's own pass, [0, 1] pixels
-          const l = consistencyLoss(clf.predict(x0), labels, draws, lambda, eta);
-          // (mse on the model's [-1, 1] scale: 4x the pixel MSE)
-          return (mse > 0 ? l.add(x0.sub(x).square().mean().mul(4 * mse)) : l) as tf.Scalar;
+          let l: tf.Scalar = cls > 0 ? consistencyLoss(clf.predict(x0), labels, draws, lambda, eta).mul(cls) : tf.scalar(0);
+          // (mse and distill on the model's [-1, 1] scale: 4x the pixel MSE)
+          if (mse > 0) l = l.add(x0.sub(x).square().mean().mul(4 * mse));
+          if (target) l = l.add(x0.sub(target).square().mean().mul(4 * distill));
+          return l;
         }, Object.values(vars));
         opt.applyGradients(clipByGlobalNorm(grads) as unknown as Parameters<typeof opt.applyGradients>[0]);
         return value;
@@ -189,6 +222,14 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   } finally {
     clf.dispose();
     tf.dispose(Object.values(vars));
+    tf.dispose(teacher ? Object.values(tensors) : []);
     opt.dispose();
   }
+}
+
+/** The init model's U-Net at base width `ch`: group-norm groups the largest of 8, 4, 2, 1 that divides every width. */
+export function studentConfig(base: UNetConfig, ch: number): UNetConfig {
+  const widths = [ch, ...base.mult.map((m) => m * ch)];
+  const groups = [8, 4, 2, 1].find((g) => g <= ch / 2 && widths.every((w) => w % g === 0)) ?? 1;
+  return { ...base, ch, groups };
 }
