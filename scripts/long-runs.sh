@@ -282,15 +282,41 @@ case "${1:-}" in
     ADVPURIFY_MODELS=$exp/models step cert-$short-ddsden-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify \
       --indices 99-0 || exit 1
     ;;
+  ddsstudent)
+    # issue #5's throughput goal (session 29): denoised smoothing on a narrower U-Net (base width <ch>, ~4.3x cheaper
+    # than the shipped 32 at 12) distilled from the diffusion model's one-shot x0 at one sigma (`train denoiser
+    # --student-ch --distill 1 --cls 0`; weights kept by validation ACR behind the dds-cons classifier of that sigma,
+    # whose ACR with the teacher is the reference), then that pair's test rows (--base dds-cons, the student linked
+    # in as the models directory's diffusion model). `ddsstudent <ds> <sigma> <ch> [down]`; weights in
+    # runs/<ds>/experiments/dds-student/ (the model budgets).
+    ds=${2:-fashion-mnist} s=${3:-0.5} ch=${4:-12}
+    short=${ds%-mnist}
+    exp=runs/$ds/experiments/dds-student-ch$ch
+    clf=runs/$ds/experiments/dds-cons/classifier-dds-cons$s
+    out=$exp/diffusion-dds$s
+    mkdir -p $exp
+    trained ddsstudent-$ds-$s-$ch $out.log $CLI train denoiser --dataset $ds --sigma $s --classifier $clf --out $out --checkpoint $out.ckpt \
+      --student-ch $ch --distill 1 --cls 0 --steps 3000 --batch-size 32 --lr 1e-3 --validate-every 1000 --acr-val-count 500 --seed 1 || exit 1
+    mkdir -p $exp/models/$ds
+    for e in json bin; do
+      ln -sfn ../../diffusion-dds$s.$e $exp/models/$ds/diffusion.$e
+      ln -sfn ../../../dds-cons/classifier-dds-cons$s.$e $exp/models/$ds/classifier-dds-cons$s.$e
+    done
+    if [ "${5:-}" = down ]; then
+      ADVPURIFY_MODELS=$exp/models step cert-$short-student$ch-$s-down $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify --indices 99-0 || exit 1
+    else
+      ADVPURIFY_MODELS=$exp/models step cert-$short-student$ch-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
+    fi
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
     # most likely to move issue #5's r 1.5 goal (on MNIST consistency lifted sigma 1's r 1.5 from 37 to 50%), then 0.5
-    # and 0.25. The weights stay in runs/fashion-mnist/experiments/consistency/ (the 10 MB model budget); the
+    # and 0.25 (`cons-fashion <sigmas>`: those only). The weights stay in runs/fashion-mnist/experiments/consistency/ (the 10 MB model budget); the
     # certification reads them from a models directory of links next to the shipped models, as lane ddsft does.
     exp=runs/fashion-mnist/experiments/consistency
     models_links $exp fashion-mnist
-    for s in 1 0.5 0.25; do
+    for s in ${2:-1 0.5 0.25}; do
       trained cons-fashion-mnist-$s runs/fashion-mnist/classifier-consistency$s.log $CLI train classifier --dataset fashion-mnist \
         --variant classifier-consistency$s --out $exp/classifier-consistency$s --init models/fashion-mnist/classifier-noise$s \
         --noise-sigma $s --consistency 5 --lr 1e-3 --epochs 4 --weights-dtype uint8 --seed 1 || exit 1
@@ -478,7 +504,7 @@ case "${1:-}" in
     # 0.25 (r 0.5, 7 points short; dds-ft sigma 0.25 has 72%), whose rows core 2 joins)
     # (session 27: both datasets' dds-cons rows at sigma 0.75 with core 2, before issue #7's x0 L2 row)
     "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
-    "$SELF" restore-test x0-l2; "$SELF" cons-fashion
+    "$SELF" restore-test x0-l2; "$SELF" cons-fashion 1; "$SELF" ddsstudent fashion-mnist 0.5 12 down; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -508,7 +534,11 @@ case "${1:-}" in
     # (session 27: the sigma 0.75 dds-cons rows with core 1 first)
     # (session 28: issue #7's x0 L2 row from the other end with core 1 (--reverse) before the rest of dds-ft)
     "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
-    "$SELF" restore-test x0-l2 down; "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
+    "$SELF" restore-test x0-l2 down
+    # (session 29: issue #5's throughput goal first: a ch-12 student denoiser for Fashion-MNIST's sigma 0.5 dds-cons
+    # pair, then its rows; core 1 joins the rows from image 99 down after cons-fashion)
+    "$SELF" ddsstudent fashion-mnist 0.5 12
+    "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
     # which steps are running now (their lock is held) and the last progress line of each

@@ -10,9 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tf } from '../src/backend/index.js';
 import { loadDataset, take } from '../src/data/index.js';
 import { loadWeights } from '../src/models/weights.js';
-import { studentConfig, trainDenoiser, type TrainDenoiserOptions } from '../src/train/denoiser.js';
+import { trainDenoiser, type TrainDenoiserOptions } from '../src/train/denoiser.js';
 import { DiffusionModel, loadDiffusion, type DiffusionMeta } from '../src/models/diffusion-model.js';
-import { initUNet, type Params } from '../src/models/unet.js';
+import { initUNet, studentConfig, type Params } from '../src/models/unet.js';
 import { denoisedBase } from '../certify/bases.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-denoiser-'));

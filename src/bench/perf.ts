@@ -4,9 +4,12 @@
  * the same run's wasm Conv2D rate; training-step / forward-step time ratio; 2 worker threads vs 1.
  */
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { tf, initBackend, readTidy } from '../backend/index.js';
 import { createPurifier, loadClassifier, type PurifyOptions } from '../purify/index.js';
-import { unetForward, unetMacsPerImage } from '../models/unet.js';
+import { initUNet, studentConfig, unetForward, unetMacsPerImage } from '../models/unet.js';
+import { DiffusionModel, loadDiffusion } from '../models/diffusion-model.js';
+import { weightsExist } from '../models/weights.js';
 import { startWorker } from '../util/threads.js';
 import { setNativeKernel } from '../backend/native.js';
 
@@ -131,6 +134,14 @@ export async function runPerfBench(): Promise<void> {
   };
   const noisyRate = await certRate(noisyBase(logits), 5000);
   const ddsRate = await certRate(denoisedBase(p.model.diffusion, p.model.eps, logits, { sigma: 0.5 }), 1000);
+  // the same on a denoiser of base width 12 distilled from the diffusion model (`train denoiser --student-ch 12
+  // --distill 1`, lane `ddsstudent`): its trained weights when this checkout has them, else a network of that shape
+  // (the speed does not depend on the values)
+  const studentPath = join('runs', 'fashion-mnist', 'experiments', 'dds-student-ch12', 'diffusion-dds0.5');
+  const trained = weightsExist(studentPath);
+  const student = trained ? loadDiffusion(studentPath) : new DiffusionModel(initUNet(studentConfig(cfg, 12), 1), { ...p.model.meta, unet: studentConfig(cfg, 12) });
+  const studentRate = await certRate(denoisedBase(student.diffusion, student.eps, logits, { sigma: 0.5 }), 2000);
+  student.dispose();
   x1.dispose();
   clf.dispose();
 
@@ -156,6 +167,7 @@ export async function runPerfBench(): Promise<void> {
   if (info.name === 'wasm') line(`| same, filter gradient composed from stock wasm kernels | ${stepComposedMs.toFixed(0)} / ${fwdMs.toFixed(0)} ms = ${(stepComposedMs / fwdMs).toFixed(2)} | (before) |`);
   line(`| certification, noisy base (sigma 0.5) | ${noisyRate.toFixed(0)} noise samples/s | |`);
   line(`| certification, dds base (sigma 0.5) | ${ddsRate.toFixed(0)} noise samples/s (${(ddsRate / noisyRate).toFixed(2)}x noisy) | >= 0.4x |`);
+  line(`| certification, dds base on the distilled ch-12 denoiser${trained ? '' : ' (untrained weights of its shape)'} | ${studentRate.toFixed(0)} noise samples/s (${(studentRate / noisyRate).toFixed(2)}x noisy) | >= 0.4x |`);
   line(`| oneshot batch 64, 1 worker thread | ${one.toFixed(1)} images/s | |`);
   line(`| oneshot batch 64, 2 worker threads | ${two.toFixed(1)} images/s (${(two / one).toFixed(2)}x) | >= 1.8x |`);
 

@@ -17,6 +17,14 @@ export interface UNetConfig {
 
 export const DEFAULT_UNET: UNetConfig = { imageChannels: 1, ch: 32, mult: [2, 2], groups: 8, tembDim: 128 };
 
+/** `base` at base width `ch` (a distilled student's shape): group-norm groups the largest of 8, 4, 2, 1 that divides
+ *  every width and leaves at least two channels a group. */
+export function studentConfig(base: UNetConfig, ch: number): UNetConfig {
+  const widths = [ch, ...base.mult.map((m) => m * ch)];
+  const groups = [8, 4, 2, 1].find((g) => g <= ch / 2 && widths.every((w) => w % g === 0)) ?? 1;
+  return { ...base, ch, groups };
+}
+
 export type Params = Record<string, Tensor>;
 
 /** Deterministic He-style initialisation; the output conv starts at zero (common DDPM practice). */

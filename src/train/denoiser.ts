@@ -27,7 +27,7 @@ import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
 import { denoisedBase } from '../../certify/bases.js';
 import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
-import { DEFAULT_UNET, initUNet, type Params, type UNetConfig } from '../models/unet.js';
+import { DEFAULT_UNET, initUNet, studentConfig, type Params, type UNetConfig } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
 import { loadWeights, saveWeights, weightsExist, weightsFingerprint } from '../models/weights.js';
 import { fmtLoss, Progress } from '../util/progress.js';
@@ -225,11 +225,4 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
     tf.dispose(teacher ? Object.values(tensors) : []);
     opt.dispose();
   }
-}
-
-/** The init model's U-Net at base width `ch`: group-norm groups the largest of 8, 4, 2, 1 that divides every width. */
-export function studentConfig(base: UNetConfig, ch: number): UNetConfig {
-  const widths = [ch, ...base.mult.map((m) => m * ch)];
-  const groups = [8, 4, 2, 1].find((g) => g <= ch / 2 && widths.every((w) => w % g === 0)) ?? 1;
-  return { ...base, ch, groups };
 }
