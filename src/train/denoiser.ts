@@ -112,10 +112,10 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   // the network trained: a copy of the init model, or a fresh student of another width
   const unet: UNetConfig = o.studentCh === undefined ? initMeta.unet : studentConfig(initMeta.unet, o.studentCh);
   const netMeta: DiffusionMeta = { ...initMeta, unet };
-  const start = o.studentCh === undefined ? tensors : initUNet(unet, o.seed);
+  const initial = o.studentCh === undefined ? tensors : initUNet(unet, o.seed);
   const vars: Record<string, tf.Variable> = {};
-  for (const [k, v] of Object.entries(start)) vars[k] = tf.variable(v, true, `denoiser/${k}`);
-  if (start !== tensors) tf.dispose(Object.values(start));
+  for (const [k, v] of Object.entries(initial)) vars[k] = tf.variable(v, true, `denoiser/${k}`);
+  if (initial !== tensors) tf.dispose(Object.values(initial));
   // the frozen init model, kept only to distill from
   const teacher = distill > 0 ? new DiffusionModel(tensors as Params, initMeta) : undefined;
   if (!teacher) tf.dispose(Object.values(tensors));
