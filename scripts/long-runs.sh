@@ -308,6 +308,35 @@ case "${1:-}" in
       ADVPURIFY_MODELS=$exp/models step cert-$short-student$ch-$s $exp/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp/certify || exit 1
     fi
     ;;
+  ddsstudent-ft)
+    # the student's second stage (session 29): the dds-cons classifier of that sigma fine-tuned for one epoch on the
+    # student's denoisings (the same consistency training, ADVPURIFY_MODELS pointing at the student), certified only
+    # when its validation ACR beats the student pair's. `ddsstudent-ft <ds> <sigma> <ch> [down]`; in
+    # runs/<ds>/experiments/dds-student-ch<ch>/ft/.
+    ds=${2:-fashion-mnist} s=${3:-0.5} ch=${4:-12}
+    short=${ds%-mnist}
+    exp=runs/$ds/experiments/dds-student-ch$ch
+    exp2=$exp/ft
+    out=$exp2/classifier-dds-cons$s
+    mkdir -p $exp2/models/$ds
+    done_before ddsstudent-$ds-$s-$ch $exp/diffusion-dds$s.log || { echo "ddsstudent-ft: the student ($exp/diffusion-dds$s) is not trained yet" >&2; exit 1; }
+    ADVPURIFY_MODELS=$exp/models trained ddsstudentft-$ds-$s-$ch $out.log $CLI train classifier --dataset $ds \
+      --purify-sigma $s --consistency 5 --init runs/$ds/experiments/dds-cons/classifier-dds-cons$s --variant classifier-dds-cons$s \
+      --out $out --checkpoint $out.ckpt --lr 3e-4 --epochs 1 --weights-dtype uint8 --seed 1 || exit 1
+    a=$(best_acr $out.log)
+    b=$(sed -n 's/^step [0-9]*: validation ACR \([0-9.]*\).*/\1/p' $exp/diffusion-dds$s.log | sort -n | tail -1)
+    if ! awk -v a="$a" -v b="$b" 'BEGIN { exit !(a != "" && b != "" && a + 0 > b + 0) }'; then
+      echo "== $(date -u +%FT%TZ) ddsstudent-ft $ds sigma $s ch $ch: validation ACR $a, not above the student pair's $b; not certified"
+      exit 0
+    fi
+    for e in json bin; do ln -sfn ../../../diffusion-dds$s.$e $exp2/models/$ds/diffusion.$e; done
+    link_weights $exp2 $ds classifier-dds-cons$s
+    if [ "${5:-}" = down ]; then
+      ADVPURIFY_MODELS=$exp2/models step cert-$short-student$ch-ft-$s-down $exp2/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp2/certify --indices 99-0 || exit 1
+    else
+      ADVPURIFY_MODELS=$exp2/models step cert-$short-student$ch-ft-$s $exp2/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp2/certify || exit 1
+    fi
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
@@ -504,7 +533,8 @@ case "${1:-}" in
     # 0.25 (r 0.5, 7 points short; dds-ft sigma 0.25 has 72%), whose rows core 2 joins)
     # (session 27: both datasets' dds-cons rows at sigma 0.75 with core 2, before issue #7's x0 L2 row)
     "$SELF" ddscons mnist; "$SELF" ddscons fashion-mnist 5 0.25; "$SELF" ddscons-at mnist; "$SELF" ddscons-at fashion-mnist
-    "$SELF" restore-test x0-l2; "$SELF" cons-fashion 1; "$SELF" ddsstudent fashion-mnist 0.5 12 down; "$SELF" cons-fashion
+    "$SELF" restore-test x0-l2; "$SELF" cons-fashion 1; "$SELF" ddsstudent fashion-mnist 0.5 12 down
+    "$SELF" ddsstudent-ft fashion-mnist 0.5 12 down; "$SELF" cons-fashion
     ;;
   core2)
     # the other core: issue #4's purifier rows (shared with core1, the longest first), then
@@ -537,7 +567,7 @@ case "${1:-}" in
     "$SELF" restore-test x0-l2 down
     # (session 29: issue #5's throughput goal first: a ch-12 student denoiser for Fashion-MNIST's sigma 0.5 dds-cons
     # pair, then its rows; core 1 joins the rows from image 99 down after cons-fashion)
-    "$SELF" ddsstudent fashion-mnist 0.5 12
+    "$SELF" ddsstudent fashion-mnist 0.5 12; "$SELF" ddsstudent-ft fashion-mnist 0.5 12
     "$SELF" ddsft; "$SELF" restore-test x0-l2; "$SELF" cons-fashion; "$SELF" consistency
     ;;
   status)
@@ -555,7 +585,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddscons-at [ds [sigma [trained sigma]]]|ddsden [ds [sigma]]|ddsft|report|restore-val|restore-test|status" >&2
+    echo "usage: scripts/long-runs.sh core1|core2|a|b|eval|eval1|eval2|tune1|tune2|cert|consistency|cons-fashion|ddscons [ds [lambda [sigmas]]]|ddscons-at [ds [sigma [trained sigma]]]|ddsden [ds [sigma]]|ddsstudent[-ft] [ds [sigma [ch [down]]]]|ddsft|report|restore-val|restore-test|status" >&2
     exit 2
     ;;
 esac
