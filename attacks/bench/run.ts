@@ -24,6 +24,7 @@ import type { ImageRow } from './evaluate.js';
 import { LOG_FORMAT, appendRows, canonical, logPath, openLog, readLog, rowKey, type LogHeader } from './log.js';
 import { renderMarkdown, renderSvg, summarise, type RobustnessReport, type ResultRow } from './report.js';
 import { TaskRunner, loadImages, runInWorkers, type RunSpec, type Task } from './tasks.js';
+import { yieldToEventLoop } from '../../src/util/yield.js';
 
 export interface RobustnessOptions {
   dataset: DatasetName;
@@ -178,7 +179,7 @@ export async function runRobustness(o: RobustnessOptions): Promise<RobustnessRes
       for (const task of tasks) {
         if (loggedElsewhere(task)) continue;
         onRows(task, await runner.run(task));
-        await new Promise((r) => setImmediate(r)); // let pending I/O through between batches
+        await yieldToEventLoop(); // let pending I/O through between batches
       }
     }
     bar.done();

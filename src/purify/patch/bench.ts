@@ -18,6 +18,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { sleepSync, tryClaim } from '../../util/claim.js';
+import { yieldToEventLoop } from '../../util/yield.js';
 import { LogSettingsMismatchError, bindLogSettings, openTsvLog, settingsDiff } from '../../util/tsv-log.js';
 import { modelsDir } from '../../models/paths.js';
 import { weightsFingerprint } from '../../models/weights.js';
@@ -378,7 +379,7 @@ export async function runPatchBench(o: PatchBenchOptions): Promise<{ markdown: s
         for (const t of tasks) {
           if (skip(t)) continue;
           onResult(t, runner.run(t));
-          await new Promise((r) => setImmediate(r));
+          await yieldToEventLoop();
         }
       } finally {
         runner.dispose();
