@@ -1,13 +1,14 @@
 /**
  * Issue #5's "best over every base and sigma": one certified-accuracy table over every CERTIFY log of a data set's
- * test images, wherever the run wrote it (runs/<ds>/certify and runs/<ds>/experiments/<name>/certify), and the
+ * test images, wherever the run wrote it (any certify directory under runs/<ds>: runs/<ds>/certify,
+ * runs/<ds>/experiments/<name>/certify, ...), and the
  * best figure at each radius over the complete logs, with the row it comes from.
  *   node --import tsx scripts/cert-best.ts [fashion-mnist|mnist] [--count 100]
  * A log counts when its settings say test split and it holds all of test images 0 .. count-1 (the README's
  * tables); a log still running is listed as partial and left out of the best. Logs made with other n or alpha
  * than the first complete one are listed but left out of the best too (their radii are not comparable).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { certifiedAccuracy, DEFAULT_RADII, readLog, settingsPath, type LogRow, type LogSettings } from '../certify/run.js';
 
@@ -20,8 +21,11 @@ if (!Number.isInteger(count) || count < 1) throw new Error(`--count must be a po
 interface Log { dir: string; base: string; sigma: number; n: number; alpha: number; rows: LogRow[]; complete: boolean }
 
 const root = join('runs', dataset);
-const dirs = [join(root, 'certify'), ...(existsSync(join(root, 'experiments')) ? readdirSync(join(root, 'experiments')).map((e) => join(root, 'experiments', e, 'certify')) : [])]
-  .filter((d) => existsSync(d));
+// every directory named certify under runs/<ds> (runs/<ds>/certify, experiments/<name>/certify, deeper stages)
+const dirs = (readdirSync(root, { recursive: true, withFileTypes: true }) as Dirent[])
+  .filter((e) => e.isDirectory() && e.name === 'certify')
+  .map((e) => join(e.parentPath, e.name))
+  .sort();
 const logs: Log[] = [];
 for (const dir of dirs) {
   for (const f of readdirSync(dir).sort()) {
