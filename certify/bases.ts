@@ -8,7 +8,7 @@
  *    level matches sigma, then the classifier.
  * The certificate holds whatever f is; these choices only decide how accurate the smoothed classifier is.
  */
-import { tf, type Tensor, type Tensor1D, type Tensor4D } from '../src/backend/index.js';
+import { tf, type Tensor, type Tensor1D, type Tensor2D, type Tensor4D } from '../src/backend/index.js';
 import type { LogitsFn } from '../src/types.js';
 import { type EpsModel, type GaussianDiffusion, fromModelScale } from '../src/diffusion/gaussian-diffusion.js';
 import { cryptoSeed, mulberry32 } from '../src/util/rng.js';
@@ -103,4 +103,13 @@ export function denoisedBase(diffusion: GaussianDiffusion, eps: EpsModel, logits
     }
   };
   return Object.assign(base, { tStar });
+}
+
+/**
+ * The dds base's denoising alone: a noisy image x + delta in, its one-shot x0 ([0, 1] pixels) out — the base with an
+ * identity classifier, for training on exactly what the base feeds its classifier.
+ */
+export function oneShotDenoiser(diffusion: GaussianDiffusion, eps: EpsModel, opts: DenoisedBaseOptions): ((xNoisy: Tensor4D) => Tensor4D) & { readonly tStar: number } {
+  const base = denoisedBase(diffusion, eps, (x) => x as unknown as Tensor2D, opts);
+  return Object.assign((xNoisy: Tensor4D) => base(xNoisy) as Tensor4D, { tStar: base.tStar });
 }

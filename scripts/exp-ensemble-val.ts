@@ -11,7 +11,7 @@
 import { tf, type Tensor4D } from '../src/backend/index.js';
 import { batch, loadDataset, type DatasetName } from '../src/data/index.js';
 import { loadClassifier, loadDiffusionModel } from '../src/purify/index.js';
-import { denoisedBase } from '../certify/bases.js';
+import { oneShotDenoiser } from '../certify/bases.js';
 import { smoothedRadius } from '../src/train/classifier.js';
 
 const DRAWS = 100;
@@ -31,7 +31,7 @@ for (const m of memberArgs) {
 }
 const dm = await loadDiffusionModel(dataset);
 // the identity "classifier": the base returns the denoised images themselves
-const denoise = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma });
+const denoise = oneShotDenoiser(dm.diffusion, dm.eps, { sigma });
 const val = loadDataset(dataset as DatasetName, 'val');
 const n = Math.min(count, val.count);
 const hits: Record<string, number[]> = Object.fromEntries(combos.map((c) => [c, []]));

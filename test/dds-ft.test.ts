@@ -13,7 +13,7 @@ import { loadDiffusionModel } from '../src/purify/index.js';
 import { loadWeights } from '../src/models/weights.js';
 import { trainClassifier } from '../src/train/classifier.js';
 import { ddsAugmenter } from '../src/train/purify-aug.js';
-import { denoisedBase } from '../certify/bases.js';
+import { oneShotDenoiser } from '../certify/bases.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'advpurify-dds-ft-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,7 +22,7 @@ describe('denoised-smoothing fine-tuning', () => {
   it('feeds the classifier what the dds base does: the one-shot denoising of x + N(0, sigma^2), reproducible per seed', async () => {
     const aug = await ddsAugmenter({ model: 'mnist', sigma: 0.5 });
     const dm = await loadDiffusionModel('mnist');
-    const base = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: 0.5 });
+    const base = oneShotDenoiser(dm.diffusion, dm.eps, { sigma: 0.5 });
     const { x } = batch(take(loadDataset('mnist', 'val'), 6), [0, 1, 2, 3, 4, 5]);
     const before = tf.memory().numTensors;
     const got = aug.purify(x as Tensor4D, 42, 0);

@@ -25,7 +25,7 @@
  */
 import { tf, type Tensor1D, type Tensor4D } from '../backend/index.js';
 import { imageSize, loadDataset, take, type Dataset, type DatasetName } from '../data/index.js';
-import { denoisedBase } from '../../certify/bases.js';
+import { oneShotDenoiser } from '../../certify/bases.js';
 import { DiffusionModel, type DiffusionMeta } from '../models/diffusion-model.js';
 import { DEFAULT_UNET, initUNet, studentConfig, type Params, type UNetConfig } from '../models/unet.js';
 import { classifierFromWeights, ModelNotFoundError } from '../models/classifier.js';
@@ -124,15 +124,15 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   if (clf.meta.dataset !== o.dataset) {
     clf.dispose();
     tf.dispose(Object.values(vars));
-    tf.dispose(teacher ? Object.values(tensors) : []);
+    teacher?.dispose();
     throw new Error(`--classifier ${o.classifier} is a ${clf.meta.dataset} classifier, not ${o.dataset}`);
   }
   const opt = tf.train.adam(lr, 0.9, 0.999);
   try {
-    const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier"
+    const denoiser = oneShotDenoiser(dm.diffusion, dm.eps, { sigma: o.sigma, seed: 1 });
     const tStar = denoiser.tStar;
-    const teacherDenoiser = teacher && denoisedBase(teacher.diffusion, teacher.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 });
-    const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x) as Tensor4D)) };
+    const teacherDenoiser = teacher && oneShotDenoiser(teacher.diffusion, teacher.eps, { sigma: o.sigma, seed: 1 });
+    const smoothed = { predict: (x: Tensor4D) => tf.tidy(() => clf.predict(denoiser(x))) };
     const validate = () => smoothedValidation(smoothed, val, o.sigma, val.count);
 
     let step = 0;
@@ -174,7 +174,8 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
       }
       log(`step ${step}: validation ACR ${r.acr.toFixed(3)}, certified ${(100 * r.certified).toFixed(1)}% (${val.count} images, 100 draws)${better ? `; saved ${o.out}` : ''}`);
     };
-    if (validateEvery > 0 && step === 0 && val.count > 0) await check();
+    // (step 0 scores the weights training starts from; a student's are random, not worth a validation pass)
+    if (validateEvery > 0 && step === 0 && val.count > 0 && o.studentCh === undefined) await check();
 
     const size = imageSize(train);
     const [h, w, c] = train.shape;
@@ -194,9 +195,9 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
         const x = tf.tile(tf.tensor4d(xb, [B, h, w, c]), [draws, 1, 1, 1]) as Tensor4D; // the draws as consecutive blocks
         const labels = tf.tensor1d(yb, 'int32') as Tensor1D;
         const noisy = x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', noiseSeed)) as Tensor4D;
-        const target = teacherDenoiser?.(noisy) as Tensor4D | undefined; // (outside the gradient: the teacher is frozen)
+        const target = teacherDenoiser?.(noisy); // (outside the gradient: the teacher is frozen)
         const { value, grads } = tf.variableGrads(() => {
-          const x0 = denoiser(noisy) as Tensor4D; // the certification base's own pass, [0, 1] pixels
+          const x0 = denoiser(noisy); // the certification base's own pass, [0, 1] pixels
           let l: tf.Scalar = cls > 0 ? consistencyLoss(clf.predict(x0), labels, draws, lambda, eta).mul(cls) : tf.scalar(0);
           // (mse and distill on the model's [-1, 1] scale: 4x the pixel MSE)
           if (mse > 0) l = l.add(x0.sub(x).square().mean().mul(4 * mse));
@@ -222,7 +223,7 @@ export async function trainDenoiser(o: TrainDenoiserOptions): Promise<TrainDenoi
   } finally {
     clf.dispose();
     tf.dispose(Object.values(vars));
-    tf.dispose(teacher ? Object.values(tensors) : []);
+    teacher?.dispose();
     opt.dispose();
   }
 }

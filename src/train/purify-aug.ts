@@ -11,7 +11,7 @@ import { tf, type Tensor4D } from '../backend/index.js';
 import { randomSequence } from '../degradations/index.js';
 import { mulberry32 } from '../util/rng.js';
 import { restoreWeightsPath } from '../models/restore-model.js';
-import { denoisedBase } from '../../certify/bases.js';
+import { oneShotDenoiser } from '../../certify/bases.js';
 import { weightsFingerprint } from '../models/weights.js';
 import { createPurifier, loadDiffusionModel, modelPath } from '../purify/index.js';
 import type { BatchPurifier } from './classifier.js';
@@ -70,8 +70,7 @@ export async function ddsAugmenter(o: DdsAugOptions): Promise<BatchPurifier> {
   const fraction = checkedFraction(o.fraction ?? 1);
   if (!(o.sigma > 0 && o.sigma <= 2)) throw new RangeError(`purify-sigma must be in (0, 2], got ${o.sigma}`);
   const dm = await loadDiffusionModel(o.model);
-  const denoiser = denoisedBase(dm.diffusion, dm.eps, (x) => x as unknown as tf.Tensor2D, { sigma: o.sigma, seed: 1 }); // identity "classifier": the denoised image
-  const denoise = (xNoisy: Tensor4D) => denoiser(xNoisy) as Tensor4D;
+  const denoise = oneShotDenoiser(dm.diffusion, dm.eps, { sigma: o.sigma, seed: 1 });
   const noisy = (x: Tensor4D, seed: number) => tf.tidy(() => x.add(tf.randomNormal(x.shape, 0, o.sigma, 'float32', seed)) as Tensor4D);
   return {
     method: 'dds',
