@@ -338,6 +338,27 @@ case "${1:-}" in
       ADVPURIFY_MODELS=$exp2/models step cert-$short-student$ch-ft-$s $exp2/certify.log $CERT --dataset $ds --base dds-cons --sigma $s --out $exp2/certify || exit 1
     fi
     ;;
+  cons20)
+    # issue #5 (session 30): Jeong & Shin's own MNIST recipe for Gaussian + consistency uses lambda 20 (their EXPERIMENTS.MD;
+    # lambda 5 is for SmoothAdv + consistency), where our runs used 5. `cons20 [sigmas]`: a third stage at lambda 20 from the
+    # shipped lambda-5 classifier of that sigma (8 epochs, cosine from 1e-3; epoch kept by validation ACR) to
+    # runs/mnist/experiments/cons-l20/, then both on validation digits 0-99 with the same seed (the lambda-5 sigma-0.5 run
+    # exists: consistency-val-noise-init), then lambda 20's test rows.
+    exp=runs/mnist/experiments/cons-l20
+    models_links $exp mnist
+    for s in ${2:-0.5 1}; do
+      trained cons20-mnist-$s $exp/classifier-consistency$s.log $CLI train classifier --dataset mnist \
+        --variant classifier-consistency$s --out $exp/classifier-consistency$s --checkpoint $exp/classifier-consistency$s.ckpt \
+        --init models/mnist/classifier-consistency$s --noise-sigma $s --consistency 20 --lr 1e-3 --epochs 8 --weights-dtype uint8 --seed 1 || exit 1
+      link_weights $exp mnist classifier-consistency$s
+      vseed=1769563314 # consistency-val-noise-init's seed: paired draws
+      [ $s = 0.5 ] || step cons5-val-mnist-$s $exp/val-l5.log $CLI certify --dataset mnist --split val --base consistency --sigma $s \
+        --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1 --seed $vseed --out $exp/val-l5-$s || exit 1
+      ADVPURIFY_MODELS=$exp/models step cons20-val-mnist-$s $exp/val.log $CLI certify --dataset mnist --split val --base consistency --sigma $s \
+        --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1 --seed $vseed --out $exp/val-$s || exit 1
+      ADVPURIFY_MODELS=$exp/models step cert-mnist-cons20-$s $exp/certify.log $CERT --dataset mnist --base consistency --sigma $s --out $exp/certify || exit 1
+    done
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
