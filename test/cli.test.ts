@@ -67,6 +67,11 @@ describe('advpurify CLI', () => {
     // consistency regularization only regularizes Gaussian-noise training
     const r7 = await cli(['train', 'classifier', '--dataset', 'mnist', '--consistency', '5', '--out', join(dir, 'never')]);
     expect([r7.code, r7.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--consistency.*--noise-sigma/)]);
+    // SmoothAdv attacks the smoothed classifier: it needs the noise, and it is not the classifier PGD of --adv-eps
+    const r7b = await cli(['train', 'classifier', '--dataset', 'mnist', '--smooth-adv', '1', '--out', join(dir, 'never')]);
+    expect([r7b.code, r7b.stderr]).toEqual([2, expect.stringMatching(/USAGE.*--smooth-adv.*--noise-sigma/)]);
+    const r7c = await cli(['train', 'classifier', '--dataset', 'mnist', '--smooth-adv', '1', '--adv-eps', '0.1', '--noise-sigma', '0.5', '--out', join(dir, 'never')]);
+    expect([r7c.code, r7c.stderr]).toEqual([2, expect.stringMatching(/USAGE.*exclude each other/)]);
     expect(existsSync(join(dir, 'never.json'))).toBe(false);
     // a base whose weights are not shipped names the file and the command that trains it
     const r8 = await cli(['certify', '--dataset', 'mnist', '--base', 'consistency', '--sigma', '0.3', '--count', '1', '--out', join(dir, 'cert')]);

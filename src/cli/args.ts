@@ -57,6 +57,8 @@ export const OPTIONS = {
   workers: { type: 'string' },
   'adv-eps': { type: 'string' },
   'adv-steps': { type: 'string' },
+  'smooth-adv': { type: 'string' },
+  'adv-warmup': { type: 'string' },
   'steps-per-epoch': { type: 'string' },
   'robust-val-count': { type: 'string' },
   norm: { type: 'string' },

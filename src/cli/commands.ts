@@ -104,10 +104,19 @@ const train: Command = async (pos, f) => {
     const { trainClassifier } = await import('../train/classifier.js');
     const variant = f.variant ?? 'classifier';
     // PGD adversarial training (Madry et al.) with --adv-eps, or by default for --variant classifier-adv
-    const adversarial = f['adv-eps'] !== undefined || variant === 'classifier-adv';
-    const adversary = adversarial
-      ? (await import('../train/adversarial.js')).pgdAdversary({ eps: num(f['adv-eps'], 'adv-eps') ?? 0.1, steps: num(f['adv-steps'], 'adv-steps') ?? 7, seed })
-      : undefined;
+    // or SmoothAdv (Salman et al.) with --smooth-adv EPS: PGD in L2 on the smoothed classifier over --noise-draws noise draws
+    const smoothAdvEps = num(f['smooth-adv'], 'smooth-adv');
+    if (smoothAdvEps !== undefined && f['adv-eps'] !== undefined) throw new UsageError('--smooth-adv (L2 attack on the smoothed classifier) and --adv-eps (PGD on the classifier) exclude each other');
+    if (smoothAdvEps !== undefined && !(smoothAdvEps > 0)) throw new UsageError(`--smooth-adv must be an L2 radius > 0, got "${f['smooth-adv']}"`);
+    if (smoothAdvEps !== undefined && f['noise-sigma'] === undefined) throw new UsageError('--smooth-adv attacks the smoothed classifier: give --noise-sigma (Gaussian-noise training) too');
+    if (f['adv-warmup'] !== undefined && smoothAdvEps === undefined) throw new UsageError('--adv-warmup goes with --smooth-adv EPS');
+    const adversarial = f['adv-eps'] !== undefined || (variant === 'classifier-adv' && smoothAdvEps === undefined);
+    const advSteps = num(f['adv-steps'], 'adv-steps');
+    const adversary = smoothAdvEps !== undefined
+      ? (await import('../train/adversarial.js')).smoothAdvAdversary({ eps: smoothAdvEps, steps: advSteps ?? 10, draws: num(f['noise-draws'], 'noise-draws') ?? (f.consistency !== undefined ? 2 : 4), warmupEpochs: num(f['adv-warmup'], 'adv-warmup'), seed })
+      : adversarial
+        ? (await import('../train/adversarial.js')).pgdAdversary({ eps: num(f['adv-eps'], 'adv-eps') ?? 0.1, steps: advSteps ?? 7, seed })
+        : undefined;
     const weightsDtype = f['weights-dtype'] ?? 'float16';
     if (weightsDtype !== 'float16' && weightsDtype !== 'uint8') throw new UsageError(`--weights-dtype must be float16 or uint8, got "${weightsDtype}"`);
     // purification-aware training: part of each batch purified by diffpure at a t* drawn from --purify-aug
@@ -122,13 +131,14 @@ const train: Command = async (pos, f) => {
     const fraction = num(f['purify-fraction'], 'purify-fraction');
     const lambda = num(f.consistency, 'consistency');
     if (lambda !== undefined && !(lambda >= 0)) throw new UsageError(`--consistency must be a weight >= 0, got "${f.consistency}"`);
-    if ((f['consistency-eta'] !== undefined || f['noise-draws'] !== undefined) && lambda === undefined) throw new UsageError('--consistency-eta and --noise-draws go with --consistency LAMBDA');
+    if (f['consistency-eta'] !== undefined && lambda === undefined) throw new UsageError('--consistency-eta goes with --consistency LAMBDA');
+    if (f['noise-draws'] !== undefined && lambda === undefined && smoothAdvEps === undefined) throw new UsageError('--noise-draws goes with --consistency LAMBDA or --smooth-adv EPS');
     if (lambda !== undefined && f['noise-sigma'] === undefined && ddsSigma === undefined) {
       throw new UsageError('--consistency regularizes training under noise: give --noise-sigma (Gaussian-noise training) or --purify-sigma (denoised smoothing) too');
     }
     if (lambda !== undefined && ddsSigma !== undefined && fraction !== undefined && fraction !== 1) throw new UsageError('--consistency with --purify-sigma denoises every row: drop --purify-fraction');
     const draws = num(f['noise-draws'], 'noise-draws');
-    if (draws !== undefined && !(Number.isInteger(draws) && draws >= 2)) throw new UsageError(`--noise-draws must be an integer >= 2, got "${f['noise-draws']}"`);
+    if (draws !== undefined && !(Number.isInteger(draws) && draws >= (lambda === undefined ? 1 : 2))) throw new UsageError(`--noise-draws must be an integer >= ${lambda === undefined ? 1 : 2}, got "${f['noise-draws']}"`);
     const consistency = lambda === undefined ? undefined : { lambda, eta: num(f['consistency-eta'], 'consistency-eta') ?? 0.5, draws: draws ?? 2 };
     const augment = await import('../train/purify-aug.js');
     const purifyAug = ddsSigma !== undefined

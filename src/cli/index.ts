@@ -4,7 +4,7 @@
  *   advpurify classify in.png [--purify --draws K ...] [--json]
  *   advpurify eval --dataset fashion-mnist --split val|test|fixture [--count N] [purify options]
  *   advpurify train classifier|diffusion --dataset fashion-mnist|mnist [--epochs|--steps --batch-size --lr --seed --noise-sigma [--consistency L] --variant --init --weights-dtype float16|uint8]
- *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000] [--purify-sigma 0.5] [--restore-aug]
+ *     classifier only: [--mask-aug 4,6,8] [--adv-eps 0.1 --adv-steps 7] [--smooth-adv 1 --noise-draws 4 --adv-warmup 1] [--purify-aug 300,450,600 --purify-fraction 0.5 --purify-steps 5 --purified-val-count 1000] [--purify-sigma 0.5] [--restore-aug]
  *   advpurify train restore --dataset fashion-mnist [--steps 10000 --batch-size 64 --lr 5e-4 --seed 1 --init models/fashion-mnist/diffusion --validate-every 500]
  *   advpurify train denoiser --dataset fashion-mnist --sigma 0.5 --classifier PATH [--steps 2000 --batch-size 32 --lr 2e-5 --consistency 5 --mse 0 --validate-every 500 --acr-val-count 500 --student-ch N --distill W --cls 1]
  *   advpurify certify --dataset fashion-mnist --base dds,noisy --sigma 0.25,0.5,1.0 --n0 100 --n 10000 --alpha 0.001 --count 100 --skip 1 [--workers N]
@@ -50,6 +50,10 @@ export const COMMAND_HELP: Record<string, string> = {
               --consistency L [--consistency-eta 0.5 --noise-draws 2]
                                               consistency regularization on top (Jeong & Shin; epoch chosen by validation ACR)
               --adv-eps E --adv-steps K       PGD adversarial training (Madry et al.)
+              --smooth-adv E [--adv-steps 10 --noise-draws 4 --adv-warmup 1]
+                                              SmoothAdv (Salman et al.): L2 PGD on the smoothed classifier over the
+                                              noise draws, trained on every draw (with --noise-sigma; add --consistency L
+                                              for Jeong & Shin's SmoothAdv + consistency; epoch chosen by validation ACR)
               --mask-aug 4,6,8                PatchCleanser mask augmentation
               --purify-aug 300,450,600 [--purify-fraction 0.5 --purify-steps 5 --purify-model NAME --purified-val-count 1000]
                                               purification-aware training (part of each batch through diffpure)

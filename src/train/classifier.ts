@@ -111,13 +111,27 @@ export interface BatchPurifier {
   [setting: string]: unknown;
 }
 
+export interface AdversaryContext {
+  epoch: number;
+  noiseSeed: number;
+  draws: number;
+  noiseSigma?: number;
+}
+
 /** Makes a training batch adversarial. Its data fields (eps, steps, ...) are recorded in the saved weights' meta. */
 export interface BatchAdversary {
   /**
    * x [B,H,W,C] in [0,1], labels y [B] -> perturbed batch (the caller disposes it); `model` is the network
-   * being trained; `seed`: this batch's random draws (from the trainer's per-epoch stream, so a resumed run repeats them).
+   * being trained; `seed`: this batch's random draws (from the trainer's per-epoch stream, so a resumed run repeats them);
+   * `ctx`: the epoch (0-based) and, for an attack on the smoothed classifier, the seed of the Gaussian noise the trainer
+   * adds next to the `draws` tiled copies of the returned batch, randomNormal([draws * B, H, W, C], 0, noiseSigma, seed).
    */
-  perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential, seed: number): Tensor4D;
+  perturb(x: Tensor4D, y: Tensor1D, model: tf.Sequential, seed: number, ctx?: AdversaryContext): Tensor4D;
+  /**
+   * SmoothAdv (Salman et al. 2019): the attack is on the smoothed classifier over this many noise draws per image, and
+   * the network is then trained on every draw (noise training; needs noiseSigma); the epoch is kept by validation ACR.
+   */
+  noiseDraws?: number;
   /**
    * The same attack against an inference-mode classifier (logits function), for robust validation accuracy;
    * without it adversarial training picks its epoch by clean validation accuracy.
@@ -248,8 +262,15 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const smoothAug = o.purifyAug?.smoothing ? o.purifyAug : undefined;
   if (o.consistency && !o.noiseSigma && !smoothAug) throw new RangeError('consistency regularization needs Gaussian-noise training (noiseSigma) or denoised smoothing (purifyAug with smoothing)');
   if (o.consistency && smoothAug && smoothAug.fraction !== 1) throw new RangeError(`consistency over denoised draws needs every row denoised (purify fraction 1), got ${smoothAug.fraction}`);
-  const draws = o.consistency ? (o.consistency.draws ?? 2) : 1;
-  const byAcr = Boolean(o.consistency || smoothAug); // the epoch kept by the smoothed classifier's validation ACR
+  const advDraws = o.adversary?.noiseDraws;
+  if (advDraws !== undefined) {
+    if (!o.noiseSigma) throw new RangeError('an attack on the smoothed classifier (SmoothAdv) needs Gaussian-noise training (noiseSigma)');
+    if (!(Number.isInteger(advDraws) && advDraws >= 1)) throw new RangeError(`SmoothAdv needs an integer number of noise draws >= 1, got ${advDraws}`);
+    if (o.consistency && (o.consistency.draws ?? 2) !== advDraws) throw new RangeError(`SmoothAdv's ${advDraws} noise draws and consistency's ${o.consistency.draws ?? 2} must be the same draws`);
+    if (o.adversary?.attack) throw new RangeError('a SmoothAdv adversary is validated by the smoothed classifier\'s ACR, not a robust accuracy: drop its attack()');
+  }
+  const draws = o.consistency ? (o.consistency.draws ?? 2) : (advDraws ?? 1);
+  const byAcr = Boolean(o.consistency || smoothAug || advDraws); // the epoch kept by the smoothed classifier's validation ACR
   if (o.consistency && !(Number.isInteger(draws) && draws >= 2)) throw new RangeError(`consistency needs an integer number of noise draws >= 2, got ${draws}`);
   const maskSets = o.maskAug?.length ? o.maskAug.map((p) => maskSet(h, w, { patch: p })) : undefined;
   for (; epoch < o.epochs; epoch++) {
@@ -276,7 +297,8 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       (opt as unknown as { learningRate: number }).learningRate = o.lr * 0.5 * (1 + Math.cos((Math.PI * step) / totalSteps));
       // dropout masks from (seed, step), not Math.random: a run, resumed or not, is reproducible
       for (const d of dropouts) d.seed = (o.seed * 1_000_003 + step) >>> 0;
-      const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model, advSeed));
+      const adv = o.adversary && tf.tidy(() => o.adversary!.perturb(tf.tensor4d(xb, [o.batchSize, h, w, c]), tf.tensor1d(yb, 'int32'), model, advSeed,
+        { epoch, noiseSeed, draws, noiseSigma: o.noiseSigma }));
       // (denoised draws: the batch is tiled before the noise and the denoiser, so each copy has its own noise)
       const tileFirst = draws > 1 && smoothAug !== undefined;
       const src = tileFirst ? tf.tidy(() => tf.tile(adv ?? tf.tensor4d(xb, [o.batchSize, h, w, c]), [draws, 1, 1, 1]) as Tensor4D) : undefined;
@@ -289,7 +311,8 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
         const logits = model.apply(x, { training: true }) as tf.Tensor2D;
         const labels = tf.tensor1d(yb, 'int32');
         if (o.consistency) return consistencyLoss(logits, labels, draws, o.consistency.lambda, o.consistency.eta ?? 0.5);
-        return tf.losses.softmaxCrossEntropy(tf.oneHot(labels, meta.classNames.length), logits) as tf.Scalar;
+        const y = draws > 1 ? tf.tile(labels, [draws]) : labels; // (SmoothAdv: cross-entropy over every noisy copy)
+        return tf.losses.softmaxCrossEntropy(tf.oneHot(y, meta.classNames.length), logits) as tf.Scalar;
       }), true, vars);
       adv?.dispose();
       purified?.dispose();
