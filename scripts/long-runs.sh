@@ -359,6 +359,26 @@ case "${1:-}" in
       ADVPURIFY_MODELS=$exp/models step cert-mnist-cons20-$s $exp/certify.log $CERT --dataset mnist --base consistency --sigma $s --out $exp/certify || exit 1
     done
     ;;
+  smoothadv)
+    # issue #5 (session 30): SmoothAdv + consistency (Salman et al. 2019; Jeong & Shin 2020's best MNIST rows, there eps 1.0,
+    # PGD-10, 4 draws, lambda 5 over 90 epochs) as a stage on a consistency classifier of MNIST:
+    # `smoothadv <sigma> <eps> <pgd steps> <draws> <lambda> <epochs> [init weights]`; the default is a cheap variant (PGD-2,
+    # 2 draws: ~2.3x a consistency epoch, ~8 min on one core) from the shipped lambda-5 classifier, eps warmed up over 2 epochs.
+    # Weights, the paired validation certification (digits 0-99, consistency-val-noise-init's seed) and the test rows in
+    # runs/mnist/experiments/smoothadv-<settings>/.
+    s=${2:-0.5}; eps=${3:-1}; k=${4:-2}; m=${5:-2}; lam=${6:-5}; ep=${7:-6}; init=${8:-models/mnist/classifier-consistency$s}
+    name=e$eps-k$k-m$m-l$lam
+    exp=runs/mnist/experiments/smoothadv-$name
+    models_links $exp mnist
+    trained smoothadv-mnist-$s-$name $exp/classifier-consistency$s.log $CLI train classifier --dataset mnist \
+      --variant classifier-consistency$s --out $exp/classifier-consistency$s --checkpoint $exp/classifier-consistency$s.ckpt --init $init \
+      --noise-sigma $s --smooth-adv $eps --adv-steps $k --noise-draws $m --consistency $lam --adv-warmup 2 --lr 1e-3 --epochs $ep \
+      --weights-dtype uint8 --seed 1 || exit 1
+    link_weights $exp mnist classifier-consistency$s
+    ADVPURIFY_MODELS=$exp/models step smoothadv-val-mnist-$s-$name $exp/val.log $CLI certify --dataset mnist --split val --base consistency \
+      --sigma $s --n0 100 --n 10000 --alpha 0.001 --count 100 --workers 1 --seed 1769563314 --out $exp/val-$s || exit 1
+    ADVPURIFY_MODELS=$exp/models step cert-mnist-smoothadv-$s-$name $exp/certify.log $CERT --dataset mnist --base consistency --sigma $s --out $exp/certify || exit 1
+    ;;
   cons-fashion)
     # Fashion-MNIST's consistency runs (4 epochs of the second stage, ~17 min an epoch on one core here; sigma 0.5
     # ran 3 of them on 2026-11-30, validation ACR 0.560 / 0.553 / 0.558) and their test rows: sigma 1 first, the base
