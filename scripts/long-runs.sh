@@ -6,10 +6,10 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-02 (session 29): Fashion-MNIST's noisy-base consistency at sigma 1 and the ch-12 student
-# denoiser (lanes ddsstudent, ddsstudent-ft) are done with their rows; core 1 goes on with cons-fashion (sigma 0.5, then
-# 0.25), core 2 with the rest of MNIST's dds-ft table (sigma 1), then lane consistency. One lane per core (each runs
-# the lanes below in order):
+# The queue as of 2026-12-02 (session 30): lane cons20 (MNIST consistency at lambda 20) is done but for its sigma-0.5
+# test rows (`cons20 0.5` resumes them); lane smoothadv's cheap variant (PGD-2, 2 draws) has its weights and validation
+# rows. Then core 1 goes on with cons-fashion (sigma 0.5, then 0.25), core 2 with the rest of MNIST's dds-ft table
+# (sigma 1), then lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
 # or single lanes:
