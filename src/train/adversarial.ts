@@ -39,11 +39,16 @@ export function pgdTrainingExample(f: (x: Tensor4D) => Tensor2D, x0: Tensor4D, y
   const norm = o.norm ?? 'Linf';
   const alpha = o.stepSize ?? (2.5 * o.eps) / o.steps;
   const lossOf = (x: tf.Tensor) => tf.sum(perExampleLoss('ce', f(x as Tensor4D), y));
-  let x = randomStart(norm, x0, o.eps, Math.floor(rng() * 2 ** 31));
-  for (let t = 0; t < o.steps; t++) {
+  return ascend(lossOf, x0, randomStart(norm, x0, o.eps, Math.floor(rng() * 2 ** 31)), norm, alpha, o.eps, o.steps);
+}
+
+/** `steps` steepest-ascent steps of size alpha on lossOf from `start` (consumed), each projected to the eps-ball of x0 and [0,1]. */
+function ascend(lossOf: (x: tf.Tensor) => tf.Tensor, x0: Tensor4D, start: Tensor4D, norm: Norm, alpha: number, eps: number, steps: number): Tensor4D {
+  let x = start;
+  for (let t = 0; t < steps; t++) {
     const next = tf.tidy(() => {
       const g = tf.grad(lossOf)(x) as Tensor4D;
-      return project(norm, x0, tf.add(x, tf.mul(alpha, ascentDirection(norm, g))) as Tensor4D, o.eps);
+      return project(norm, x0, tf.add(x, tf.mul(alpha, ascentDirection(norm, g))) as Tensor4D, eps);
     });
     x.dispose();
     x = next;
@@ -112,16 +117,7 @@ export function smoothAdvExample(f: (x: Tensor4D) => Tensor2D, x0: Tensor4D, y: 
     const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tile(y, [draws]), k)), 1).reshape([draws, b]);
     return tf.neg(tf.sum(tf.sub(tf.logSumExp(picked, 0), Math.log(draws))));
   });
-  let x = x0.clone();
-  for (let t = 0; t < steps; t++) {
-    const next = tf.tidy(() => {
-      const g = tf.grad(lossOf)(x) as Tensor4D;
-      return project('L2', x0, tf.add(x, tf.mul(alpha, ascentDirection('L2', g))) as Tensor4D, eps);
-    });
-    x.dispose();
-    x = next;
-  }
-  return x;
+  return ascend(lossOf, x0, x0.clone(), 'L2', alpha, eps, steps);
 }
 
 /** The `adversary` of trainClassifier for SmoothAdv (needs the trainer's noiseSigma); validated by ACR, not by an attack. */
