@@ -80,7 +80,7 @@ describe('smoothAdvExample', () => {
 });
 
 describe('SmoothAdv training', () => {
-  it('hands the attack the trainer\'s noise seed, draws and epoch, trains on every draw and keeps the epoch by ACR', async () => {
+  it('hands the attack the trainer\'s noise seed, draws and epoch, trains on every draw and keeps the epoch by ACR, never a warm-up one', async () => {
     const lines: string[] = [];
     const seen: AdversaryContext[] = [];
     const adv = smoothAdvAdversary({ eps: 0.5, steps: 2, draws: 3, warmupEpochs: 2 });
@@ -96,8 +96,11 @@ describe('SmoothAdv training', () => {
     expect(seen.map((c) => [c.epoch, c.draws, c.noiseSigma])).toEqual([[0, 3, 0.5], [0, 3, 0.5], [1, 3, 0.5], [1, 3, 0.5]]);
     expect(new Set(seen.map((c) => c.noiseSeed)).size).toBe(4);
     expect(lines.filter((l) => /^epoch \d: .*ACR/.test(l))).toHaveLength(2);
-    const { meta, tensors } = loadWeights<{ trainedWith: { adversary: Record<string, unknown> } }>(base.out);
+    // epoch 1 trained at half eps (warm-up over 2): never the one kept, whatever its ACR
+    expect(lines.filter((l) => /warm-up epoch/.test(l))).toEqual(['  (attack warm-up epoch 1 of 2: not kept)']);
+    const { meta, tensors } = loadWeights<{ epoch: number; trainedWith: { adversary: Record<string, unknown> } }>(base.out);
     tf.dispose(Object.values(tensors));
+    expect(meta.epoch).toBe(2);
     expect(meta.trainedWith.adversary).toMatchObject({ method: 'smoothadv-pgd', norm: 'L2', eps: 0.5, steps: 2, noiseDraws: 3, warmupEpochs: 2 });
     // with consistency the draws are shared and must agree; SmoothAdv needs noise training
     await expect(trainClassifier({ ...base, checkpoint: join(dir, 't.ckpt'), adversary: adv, consistency: { lambda: 5, draws: 2 } })).rejects.toThrow(/must be the same draws/);

@@ -133,6 +133,13 @@ export interface BatchAdversary {
    */
   noiseDraws?: number;
   /**
+   * Epochs over which the attack's strength ramps up (epoch e, 0-based, trains at (e + 1) / warmupEpochs of it):
+   * an epoch before the last of them trained against a weaker attack than asked for and is not kept, whatever its
+   * validation score (the smoothed proxy cannot see the larger radii a stronger attack buys), unless the run ends
+   * within the warm-up.
+   */
+  warmupEpochs?: number;
+  /**
    * The same attack against an inference-mode classifier (logits function), for robust validation accuracy;
    * without it adversarial training picks its epoch by clean validation accuracy.
    */
@@ -353,7 +360,9 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       (acr ? `, smoothed: ACR ${acr.acr.toFixed(3)}, certified ${(100 * acr.certified).toFixed(1)}% (${acrCount} images, ${SMOOTH_VAL_DRAWS} draws, alpha ${SMOOTH_VAL_ALPHA})` : '') +
       (robustVal !== undefined ? `, robust val acc ${(100 * robustVal).toFixed(2)}% (training attack, ${Math.min(o.robustValCount ?? 1000, val.count)} images)` : '') +
       (purifiedVal ? `, after purification ${Object.entries(purifiedVal).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}%`).join(', ')} (${Math.min(o.purifiedValCount ?? 1000, val.count)} images)` : ''));
-    if (score > best) {
+    const warming = epoch + 1 < Math.min(o.adversary?.warmupEpochs ?? 1, o.epochs);
+    if (warming) log(`  (attack warm-up epoch ${epoch + 1} of ${o.adversary?.warmupEpochs}: not kept)`);
+    if (!warming && score > best) {
       best = score;
       saveClassifier(o.out, clf, {
         valAcc, ...(robustVal !== undefined ? { robustValAcc: robustVal } : {}), ...(acr ? { smoothedVal: { ...acr, images: acrCount, draws: SMOOTH_VAL_DRAWS, alpha: SMOOTH_VAL_ALPHA } } : {}), ...(purifiedVal ? { purifiedValAcc: purifiedVal } : {}),
