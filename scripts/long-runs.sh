@@ -6,9 +6,11 @@
 # Fashion-MNIST diffusion model has finished training and been shipped (lane `eval`), because a log
 # is tied to the weights it was measured with (a new model refuses an old log).
 #
-# The queue as of 2026-12-02 (session 30): lane cons20 (MNIST consistency at lambda 20) is done but for its sigma-0.5
-# test rows (`cons20 0.5` resumes them); lane smoothadv's cheap variant (PGD-2, 2 draws) has its weights and validation
-# rows. Then core 1 goes on with cons-fashion (sigma 0.5, then 0.25), core 2 with the rest of MNIST's dds-ft table
+# The queue as of 2026-12-02 (session 31): lane smoothadv has its sigma-0.5 eps-1 and sigma-1 eps-1 rows (validation and
+# test) and eps 2 at sigma 0.5 (validation: worse); `smoothadv 1 2 2 2 5 4` (sigma 1, eps 2) was training, then its
+# validation and test rows; lane `cert100k runs/mnist/experiments/smoothadv-e1-k2-m2-l5 consistency 0.5` (n 100,000, ~2 min
+# a digit) had begun from digit 0 (a second core: the same with `99-0`). cons20's sigma-0.5 test rows were not run
+# (validation said no). Then core 1 goes on with cons-fashion (sigma 0.5, then 0.25), core 2 with the rest of MNIST's dds-ft table
 # (sigma 1), then lane consistency. One lane per core (each runs the lanes below in order):
 #   nohup scripts/long-runs.sh core1 >> runs/long-runs-core1.log 2>&1 &
 #   nohup scripts/long-runs.sh core2 >> runs/long-runs-core2.log 2>&1 &
