@@ -388,7 +388,7 @@ case "${1:-}" in
     # sigma 0.5 at r 1.60 and certifies r 1.5 only with at most ~3 misclassified draws in 10,000 (with 100,000, ~100).
     # `cert100k <experiment dir|-> <base> <sigma> [indices]`: test digits 0-99 (or the given indices, e.g. 99-0 for a
     # second core from the other end) at n 100,000, alpha 0.001, with that experiment's models directory (`-`: the shipped
-    # models), into <dir>/certify-n100k (runs/mnist/certify-n100k). ~10x the n-10,000 run: ~3 min an image on one core.
+    # models), into <dir>/certify-n100k (runs/mnist/certify-n100k). ~10x the n-10,000 run: ~130 s a digit on one core.
     dir=${2:?experiment dir or -}; base=${3:?base}; s=${4:?sigma}; idx=${5:-0-99}
     if [ "$dir" = - ]; then dir=runs/mnist; models=models; else models=$dir/models; fi
     ADVPURIFY_MODELS=$models step cert100k-mnist-$base-$s-$(basename $dir)-$idx $dir/certify-n100k.log $CLI certify --dataset mnist \

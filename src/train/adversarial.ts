@@ -86,8 +86,9 @@ export function trainAdversarialClassifier(o: TrainClassifierOptions & { adv?: P
  * vectors, fixed for the attack; PGD in L2 from x itself (no random start), step 2 eps / k, maximises the cross-entropy
  * of the *mean* softmax over the noisy copies, -log((1/m) sum_i softmax_y(f(x' + delta_i))), and the network is then
  * trained on x' + delta_i, the same noise (the trainer adds it with the seed it hands to perturb). eps grows linearly
- * over the first `warmupEpochs` epochs (Salman et al.: 10 of 90), which the trainer then never keeps. With consistency regularization on top this is the
- * "SmoothAdv + consistency" of Jeong & Shin 2020, their best MNIST rows (eps 1.0, PGD-10, 4 draws, lambda 5).
+ * over the first `warmupEpochs` epochs (Salman et al.: 10 of 90), which the trainer then never keeps. With consistency
+ * regularization on top this is the "SmoothAdv + consistency" of Jeong & Shin 2020, their best MNIST rows (eps 1.0,
+ * PGD-10, 4 draws, lambda 5).
  *
  *   advpurify train classifier --dataset mnist --noise-sigma 0.5 --smooth-adv 1 --adv-steps 10 --noise-draws 4 [--adv-warmup 10] [--consistency 5]
  */
