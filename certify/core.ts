@@ -71,9 +71,14 @@ export function lowerConfidenceBound(k: number, n: number, alpha: number): numbe
   return k === 0 ? 0 : betaQuantile(alpha, k, n - k + 1);
 }
 
+/** Cohen et al.'s certified L2 radius for a lower bound pA on the top class's probability: sigma * PhiInv(pA). */
+export function certifiedRadius(sigma: number, pA: number): number {
+  return sigma * normalQuantile(pA, 0, 1);
+}
+
 /** Largest radius CERTIFY can ever return with n samples at level alpha: sigma * PhiInv(alpha^(1/n)). */
 export function maxCertifiableRadius(sigma: number, n: number, alpha: number): number {
-  return sigma * normalQuantile(alpha ** (1 / n), 0, 1);
+  return certifiedRadius(sigma, alpha ** (1 / n));
 }
 
 function argmax(a: ArrayLike<number>): number {
@@ -134,7 +139,7 @@ export class Smooth {
     const nA = counts[cA] ?? 0;
     const pA = lowerConfidenceBound(nA, n, alpha);
     if (pA < 0.5) return { prediction: ABSTAIN, radius: 0, pA, cA, nA, counts0, counts };
-    return { prediction: cA, radius: this.sigma * normalQuantile(pA, 0, 1), pA, cA, nA, counts0, counts };
+    return { prediction: cA, radius: certifiedRadius(this.sigma, pA), pA, cA, nA, counts0, counts };
   }
 
   /**

@@ -7,8 +7,7 @@
  * n, alpha and sigma come from the log's settings file.
  */
 import { readFileSync } from 'node:fs';
-import normalQuantile from '@stdlib/stats-base-dists-normal-quantile';
-import { lowerConfidenceBound } from '../certify/core.js';
+import { certifiedRadius, lowerConfidenceBound } from '../certify/core.js';
 import { readLog, settingsPath, type LogSettings } from '../certify/run.js';
 
 const args = process.argv.slice(2);
@@ -44,7 +43,7 @@ for (const r of rows) {
   if (!r.correct || !(r.pA > 0.5)) continue; // abstained or wrong: no radius either way
   const k2 = Math.round((countFor(r.pA) / s.n) * n2);
   const pA2 = lowerConfidenceBound(k2, n2, s.alpha);
-  const r2 = pA2 > 0.5 ? s.sigma * normalQuantile(pA2, 0, 1) : -1;
+  const r2 = pA2 > 0.5 ? certifiedRadius(s.sigma, pA2) : -1;
   radii.forEach((rad, i) => {
     if (r.radius >= rad) now[i]++;
     if (r2 >= rad) projected[i]++;

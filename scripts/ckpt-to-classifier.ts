@@ -8,7 +8,8 @@
  * (paths without .json/.bin). Meta: the kept file's, with the checkpoint's epoch; that epoch's validation figures are in
  * the training log, not here.
  */
-import { loadWeights, saveWeights, type NamedTensors, type WeightsDtype } from '../src/models/weights.js';
+import { loadWeights, saveWeights, type WeightsDtype } from '../src/models/weights.js';
+import { loadCheckpointModel } from '../src/train/checkpoint.js';
 import { initBackend, tf } from '../src/backend/index.js';
 
 const [ckpt, kept, out, dtype = 'uint8'] = process.argv.slice(2);
@@ -17,13 +18,11 @@ if (!ckpt || !kept || !out || !['uint8', 'float16', 'float32'].includes(dtype)) 
   process.exit(2);
 }
 await initBackend();
-const c = loadWeights<{ epoch: number; stepInEpoch?: number }>(ckpt);
-if (c.meta.stepInEpoch) throw new Error(`${ckpt}: a mid-epoch checkpoint (epoch ${c.meta.epoch + 1}, step ${c.meta.stepInEpoch}); wait for the epoch to end`);
+const { model, state } = loadCheckpointModel(ckpt);
+if (state.stepInEpoch) throw new Error(`${ckpt}: a mid-epoch checkpoint (epoch ${state.epoch + 1}, step ${String(state.stepInEpoch)}); wait for the epoch to end`);
 const k = loadWeights<Record<string, unknown>>(kept);
-const model: NamedTensors = {};
-for (const [name, t] of Object.entries(c.tensors)) if (name.startsWith('model/')) model[name.slice(6)] = t;
 for (const name of Object.keys(k.tensors)) if (!model[name]) throw new Error(`${ckpt} lacks ${name}`);
 const { valAcc: _v, smoothedVal: _s, robustValAcc: _r, purifiedValAcc: _p, ...meta } = k.meta;
-saveWeights(out, model, { ...meta, epoch: c.meta.epoch, fromCheckpoint: ckpt }, { dtype: dtype as WeightsDtype });
-tf.dispose([...Object.values(c.tensors), ...Object.values(k.tensors)]);
-console.log(`${out}: epoch ${c.meta.epoch} of ${ckpt} (${Object.keys(model).length} tensors, ${dtype}); the kept file ${kept} is epoch ${String(k.meta.epoch)}`);
+saveWeights(out, model, { ...meta, epoch: state.epoch, fromCheckpoint: ckpt }, { dtype: dtype as WeightsDtype });
+tf.dispose([...Object.values(model), ...Object.values(k.tensors)]);
+console.log(`${out}: epoch ${state.epoch} of ${ckpt} (${Object.keys(model).length} tensors, ${dtype}); the kept file ${kept} is epoch ${String(k.meta.epoch)}`);

@@ -23,18 +23,29 @@ export function checkpointExists(path: string): boolean {
   return weightsExist(path);
 }
 
+/** A checkpoint's model tensors (the caller disposes them) and loop state, without the optimizer's (freed). */
+export function loadCheckpointModel(path: string): { model: NamedTensors; state: LoopState } {
+  const { model, opt, state } = readCheckpoint(path);
+  tf.dispose(opt.map((o) => o.tensor));
+  return { model, state };
+}
+
 /** Returns model tensors (caller assigns then disposes), restores the optimizer, and the loop state. */
 export async function loadCheckpoint(path: string, optimizer: tf.Optimizer): Promise<{ model: NamedTensors; state: LoopState }> {
+  const { model, opt, state } = readCheckpoint(path);
+  await optimizer.setWeights(opt);
+  tf.dispose(opt.map((o) => o.tensor));
+  return { model, state };
+}
+
+function readCheckpoint(path: string): { model: NamedTensors; opt: { name: string; tensor: Tensor }[]; state: LoopState } {
   const { meta, tensors } = loadWeights<LoopState & { optimizerOrder: string[] }>(path);
   const model: NamedTensors = {};
-  const opt: { name: string; tensor: Tensor }[] = [];
   for (const [k, v] of Object.entries(tensors)) {
     if (k.startsWith('model/')) model[k.slice(6)] = v;
   }
-  meta.optimizerOrder.forEach((name, i) => opt.push({ name, tensor: tensors[`opt/${i}/${name}`] }));
-  await optimizer.setWeights(opt);
-  tf.dispose(opt.map((o) => o.tensor));
-  return { model, state: meta };
+  const opt = meta.optimizerOrder.map((name, i) => ({ name, tensor: tensors[`opt/${i}/${name}`] }));
+  return { model, opt, state: meta };
 }
 
 /** Put a checkpoint's `net/<k>` weights into the trained variables and its `ema/<k>` copies into `ema` (replacing them); frees the checkpoint's tensors. */
